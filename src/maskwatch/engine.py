@@ -1,0 +1,135 @@
+"""The engine: faces found, cropped, classified in one batch, returned as :class:`FrameResult`.
+
+The CLI, the Python API and the HTTP server all call :class:`MaskDetector`; nothing else runs the
+models.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from maskwatch.classify.model import MaskClassifier
+from maskwatch.errors import InputError
+from maskwatch.faces.detector import DetectorSettings, FaceBoxes, create_face_detector
+from maskwatch.io.images import DEFAULT_MAX_PIXELS, decode_image
+from maskwatch.preprocess import DEFAULT_MARGIN, crop_face
+from maskwatch.results import CropResult, Face, FrameResult
+
+log = logging.getLogger(__name__)
+
+
+class MaskDetector:
+    """Find every face in an image and label it ``with_mask`` / ``without_mask``.
+
+    Args:
+        model: a maskwatch ``.onnx`` classifier, or ``None`` for the bundled default.
+        detector: face-detector backend: ``"auto"``, ``"yunet"`` or ``"yuface"``.
+        detector_model: YuNet ONNX file or folder (default: ``$MASKWATCH_MODELS``, the user cache).
+        settings: face-detector thresholds, detection size and box calibration.
+        threads: ONNX Runtime threads for the classifier.
+        max_pixels: pixel limit for decoded images.
+
+    Example:
+        >>> det = MaskDetector()
+        >>> result = det.detect_file("people.jpg")
+        >>> [(f.label, f.score) for f in result.faces]
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        detector: str = "auto",
+        detector_model: str | Path | None = None,
+        settings: DetectorSettings | None = None,
+        threads: int = 1,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.classifier = MaskClassifier(model, threads=threads)
+        self.face_detector = create_face_detector(detector, detector_model, settings)
+        self.margin = float(self.classifier.info.preprocessing.get("margin", DEFAULT_MARGIN))
+        self.max_pixels = max_pixels
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.classifier.classes
+
+    def _faces(self, probs: np.ndarray, boxes: FaceBoxes) -> list[Face]:
+        faces = []
+        for box, fscore, p in zip(boxes.xyxy, boxes.scores, probs):
+            k = int(p.argmax())
+            x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+            faces.append(Face(
+                box=(x1, y1, x2, y2), face_score=float(fscore), label=self.classes[k], score=float(p[k]),
+                probs={c: float(v) for c, v in zip(self.classes, p)},
+            ))
+        return faces
+
+    def detect(
+        self,
+        image_bgr: np.ndarray,
+        source: str = "<array>",
+        frame: int | None = None,
+        time_s: float | None = None,
+        keep_image: bool = False,
+    ) -> FrameResult:
+        """Find and classify every face in one BGR ``uint8`` image."""
+        if not isinstance(image_bgr, np.ndarray) or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+            shape = getattr(image_bgr, "shape", type(image_bgr).__name__)
+            raise InputError(f"expected a BGR uint8 image of shape (H, W, 3), got {shape}")
+        t0 = time.perf_counter()
+        boxes = self.face_detector.detect(image_bgr)
+        t1 = time.perf_counter()
+        crops = [crop_face(image_bgr, b, self.margin) for b in boxes.xyxy]
+        probs = self.classifier.predict(crops)
+        t2 = time.perf_counter()
+        h, w = image_bgr.shape[:2]
+        return FrameResult(
+            source=source, width=w, height=h, faces=self._faces(probs, boxes), frame=frame, time_s=time_s,
+            timings_ms={"detect": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3},
+            image=image_bgr if keep_image else None,
+        )
+
+    def detect_bytes(self, data: bytes, source: str = "<upload>", keep_image: bool = False) -> FrameResult:
+        """Decode image bytes (any common format, EXIF-rotated) and detect."""
+        t0 = time.perf_counter()
+        image = decode_image(data, name=source, max_pixels=self.max_pixels)
+        decode_ms = (time.perf_counter() - t0) * 1e3
+        result = self.detect(image, source=source, keep_image=keep_image)
+        result.timings_ms = {"decode": decode_ms, **result.timings_ms}
+        return result
+
+    def detect_file(self, path: str | Path, keep_image: bool = False) -> FrameResult:
+        """Read an image file and detect; ``source`` in the result is the path as given."""
+        t0 = time.perf_counter()
+        image = decode_image(path, max_pixels=self.max_pixels)
+        decode_ms = (time.perf_counter() - t0) * 1e3
+        result = self.detect(image, source=str(path), keep_image=keep_image)
+        result.timings_ms = {"decode": decode_ms, **result.timings_ms}
+        return result
+
+    def process(self, sources: Sequence[str], vid_stride: int = 1, keep_image: bool = False,
+                on_error=None) -> Iterator[FrameResult]:
+        """Run on images, folders, globs, video files, camera indices or stream URLs, frame by frame."""
+        from maskwatch.io.sources import iter_frames, resolve_sources
+
+        for src in resolve_sources(sources):
+            for fr in iter_frames(src, vid_stride=vid_stride, max_pixels=self.max_pixels, on_error=on_error):
+                result = self.detect(fr.image, source=fr.source, frame=fr.index, time_s=fr.time_s,
+                                     keep_image=keep_image)
+                result.timings_ms = {"decode": fr.decode_ms, **result.timings_ms}
+                yield result
+
+    def classify(self, crops_bgr: Sequence[np.ndarray], sources: Iterable[str] | None = None) -> list[CropResult]:
+        """Label whole images as face crops (no face detection)."""
+        names = list(sources) if sources is not None else [f"<crop {i}>" for i in range(len(crops_bgr))]
+        probs = self.classifier.predict(list(crops_bgr))
+        out = []
+        for name, p in zip(names, probs):
+            k = int(p.argmax())
+            out.append(CropResult(name, self.classes[k], float(p[k]), {c: float(v) for c, v in zip(self.classes, p)}))
+        return out

@@ -1,0 +1,1 @@
+"""Scoring: classification metrics on crop datasets, detection AP on scene datasets."""

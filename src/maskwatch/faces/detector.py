@@ -1,0 +1,235 @@
+"""Face detectors behind one small interface: ``detect(image_bgr) -> FaceBoxes``.
+
+Two backends run the same network, YuNet (libfacedetection), which finds masked and small faces that
+Haar cascades, dlib and MTCNN miss:
+
+* :class:`YuNetDetector` - OpenCV's ``cv2.FaceDetectorYN`` with the YuNet ONNX file (fast, ~15 ms
+  per 640x480 frame here); the file comes from a models folder (see :mod:`maskwatch.faces.models`).
+* :class:`YuFaceDetector` - the ``yuface`` package, which compiles YuNet in; it needs no file, so a
+  fresh offline install still finds faces (slower).
+
+:func:`create_face_detector` picks one (``"auto"``: YuNet when its file is found, else yuface, with
+one log line saying so). Boxes are mapped back to original-image pixels and optionally adjusted by
+a box calibration (annotators draw face boxes larger and lower than YuNet does).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from maskwatch.errors import DependencyError, InputError
+from maskwatch.faces.models import find_yunet
+
+log = logging.getLogger(__name__)
+
+DETECTOR_BACKENDS = ("auto", "yunet", "yuface")
+
+
+def quiet_opencv() -> None:
+    """Show OpenCV's own errors only: its DNN warnings are not actionable for users."""
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:  # pragma: no cover - builds without the logging module
+        pass
+
+
+@dataclass
+class FaceBoxes:
+    """Face boxes ``xyxy`` (float, original-image pixels, shape ``(n, 4)``) and detector scores ``(n,)``."""
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        if len(self.xyxy) != len(self.scores):
+            raise ValueError(f"{len(self.xyxy)} boxes but {len(self.scores)} scores")
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __getitem__(self, index: np.ndarray | slice) -> FaceBoxes:
+        return FaceBoxes(self.xyxy[index], self.scores[index])
+
+    @classmethod
+    def empty(cls) -> FaceBoxes:
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+
+
+@dataclass
+class DetectorSettings:
+    """Knobs shared by every backend.
+
+    Attributes:
+        score_threshold: minimum detector confidence for a face.
+        nms_threshold: IoU above which overlapping boxes are merged.
+        detect_size: the image's long side is scaled to this many pixels before detection (small
+            photos are enlarged so small faces become findable); ``None`` keeps the native size.
+        min_face: faces narrower than this many original-image pixels are dropped.
+        box_scale / box_shift: box calibration: width and height are multiplied by ``box_scale`` and
+            the centre moved by ``box_shift`` times the box size.
+    """
+
+    score_threshold: float = 0.5
+    nms_threshold: float = 0.3
+    detect_size: int | None = 960
+    min_face: int = 8
+    box_scale: tuple[float, float] = (1.0, 1.0)
+    box_shift: tuple[float, float] = (0.0, 0.0)
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise InputError(f"face score threshold must be between 0 and 1, got {self.score_threshold}")
+        if not 0.0 < self.nms_threshold <= 1.0:
+            raise InputError(f"NMS threshold must be in (0, 1], got {self.nms_threshold}")
+        if self.detect_size is not None and not 64 <= self.detect_size <= 4096:
+            raise InputError(f"detect size must be between 64 and 4096 pixels, got {self.detect_size}")
+        if self.min_face < 0:
+            raise InputError(f"minimum face size must be >= 0 pixels, got {self.min_face}")
+
+
+class FaceDetector(Protocol):
+    """Anything that finds faces: ``detect(image_bgr) -> FaceBoxes``."""
+
+    name: str
+    settings: DetectorSettings
+
+    def detect(self, image_bgr: np.ndarray) -> FaceBoxes: ...
+
+
+class _BaseDetector:
+    name = "base"
+    max_input: int | None = None
+
+    def __init__(self, settings: DetectorSettings | None = None) -> None:
+        self.settings = settings or DetectorSettings()
+
+    def _scale_for(self, h: int, w: int) -> float:
+        long_side = max(h, w)
+        target = self.settings.detect_size or long_side
+        if self.max_input:
+            target = min(target, self.max_input)
+        return target / long_side
+
+    def detect(self, image_bgr: np.ndarray) -> FaceBoxes:
+        """Find faces in a BGR ``uint8`` image; boxes are in the image's own pixels."""
+        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+            raise InputError(f"expected a BGR image of shape (H, W, 3), got shape {image_bgr.shape}")
+        h, w = image_bgr.shape[:2]
+        scale = self._scale_for(h, w)
+        if abs(scale - 1.0) > 1e-3:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            work = cv2.resize(image_bgr, size, interpolation=interp)
+        else:
+            scale, work = 1.0, image_bgr
+        xywh, scores = self._raw_detect(np.ascontiguousarray(work))
+        if len(scores) == 0:
+            return FaceBoxes.empty()
+        xywh = xywh.astype(np.float32) / scale
+        s = self.settings
+        cx = xywh[:, 0] + xywh[:, 2] / 2 + s.box_shift[0] * xywh[:, 2]
+        cy = xywh[:, 1] + xywh[:, 3] / 2 + s.box_shift[1] * xywh[:, 3]
+        bw, bh = xywh[:, 2] * s.box_scale[0], xywh[:, 3] * s.box_scale[1]
+        xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+        xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, w)
+        xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, h)
+        keep = (scores >= s.score_threshold) & (xywh[:, 2] >= s.min_face)
+        keep &= (xyxy[:, 2] - xyxy[:, 0] >= 1) & (xyxy[:, 3] - xyxy[:, 1] >= 1)
+        return FaceBoxes(xyxy[keep], scores[keep])
+
+    def _raw_detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class YuNetDetector(_BaseDetector):
+    """YuNet through OpenCV's ``cv2.FaceDetectorYN`` (needs the YuNet ONNX file)."""
+
+    name = "yunet"
+
+    def __init__(self, model_path: str | Path, settings: DetectorSettings | None = None) -> None:
+        super().__init__(settings)
+        self.model_path = Path(model_path)
+        quiet_opencv()
+        if not hasattr(cv2, "FaceDetectorYN"):
+            raise DependencyError("this OpenCV build has no FaceDetectorYN; install opencv-python-headless>=4.8")
+        try:
+            self._net = cv2.FaceDetectorYN.create(
+                str(self.model_path), "", (320, 320), 0.01, self.settings.nms_threshold, 5000
+            )
+        except cv2.error as exc:
+            raise InputError(f"{self.model_path}: not a usable YuNet ONNX model ({exc.msg.strip()})") from exc
+        self._size: tuple[int, int] | None = None
+        # Scores are thresholded in detect() after calibration, so one net serves every threshold.
+        self._net.setScoreThreshold(max(0.01, min(self.settings.score_threshold, 0.99)))
+
+    def _raw_detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h, w = image_bgr.shape[:2]
+        if self._size != (w, h):
+            self._net.setInputSize((w, h))
+            self._size = (w, h)
+        _, faces = self._net.detect(image_bgr)
+        if faces is None or len(faces) == 0:
+            return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+        return faces[:, :4], faces[:, 14]
+
+
+class YuFaceDetector(_BaseDetector):
+    """YuNet compiled into the ``yuface`` package: needs no model file (input capped at 960 px)."""
+
+    name = "yuface"
+    max_input = 960
+
+    def __init__(self, settings: DetectorSettings | None = None) -> None:
+        super().__init__(settings)
+        try:
+            from yuface import c_detect
+        except ImportError as exc:
+            raise DependencyError("the 'yuface' package is not installed; pip install yuface") from exc
+        self._detect = c_detect
+
+    def _raw_detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        result = np.asarray(self._detect(image_bgr))
+        if result.size == 0:
+            return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+        scores = result[:, 0].astype(np.float32) / 100.0
+        return result[:, 1:5].astype(np.float32), scores
+
+
+def create_face_detector(
+    backend: str = "auto",
+    model_path: str | Path | None = None,
+    settings: DetectorSettings | None = None,
+) -> _BaseDetector:
+    """Build a face detector.
+
+    Args:
+        backend: ``"auto"`` (YuNet via OpenCV when its file is found, else yuface), ``"yunet"`` or
+            ``"yuface"``.
+        model_path: the YuNet ONNX file or a folder holding it (default: the models folders).
+        settings: thresholds, detection size and box calibration.
+    """
+    if backend not in DETECTOR_BACKENDS:
+        raise InputError(f"unknown face detector {backend!r}; choose one of {', '.join(DETECTOR_BACKENDS)}")
+    if backend == "yuface":
+        return YuFaceDetector(settings)
+    path = find_yunet(model_path)
+    if path is not None:
+        return YuNetDetector(path, settings)
+    if backend == "yunet":
+        from maskwatch.faces.models import fetch_yunet
+
+        return YuNetDetector(fetch_yunet(), settings)
+    log.warning(
+        "YuNet model file not found (set MASKWATCH_MODELS or run 'maskwatch models fetch'); "
+        "using the slower built-in yuface detector"
+    )
+    return YuFaceDetector(settings)

@@ -1,0 +1,1 @@
+"""Reading images and videos, and writing results."""

@@ -1,0 +1,162 @@
+"""Turn what a user typed (files, folders, globs, videos, camera indices, URLs) into frames.
+
+:func:`resolve_sources` checks every argument up front, so a typo fails before any work starts;
+:func:`iter_frames` decodes one source into :class:`Frame` objects.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maskwatch.errors import InputError, MaskwatchError
+from maskwatch.io.images import DEFAULT_MAX_PIXELS, decode_image, is_image_path
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
+STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # "image" | "video" | "camera" | "stream"
+    target: str
+
+    @property
+    def name(self) -> str:
+        return f"camera:{self.target}" if self.kind == "camera" else self.target
+
+
+@dataclass
+class Frame:
+    image: np.ndarray
+    source: str
+    index: int | None
+    time_s: float | None
+    decode_ms: float
+
+
+def _media_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and (is_image_path(p) or p.suffix.lower() in VIDEO_EXTENSIONS))
+
+
+def _from_path(p: Path) -> Source:
+    if p.suffix.lower() in VIDEO_EXTENSIONS:
+        return Source("video", str(p))
+    return Source("image", str(p))
+
+
+def resolve_sources(specs: Sequence[str]) -> list[Source]:
+    """Expand and check source arguments; raises :class:`InputError` naming the first bad one."""
+    if not specs:
+        raise InputError("no source given; pass an image, folder, glob, video file, camera index or URL.")
+    out: list[Source] = []
+    for spec in specs:
+        spec = str(spec)
+        if spec.isdigit():
+            out.append(Source("camera", spec))
+        elif spec.lower().startswith(STREAM_PREFIXES):
+            out.append(Source("stream", spec))
+        elif Path(spec).is_dir():
+            media = _media_in(Path(spec))
+            if not media:
+                raise InputError(f"{spec}: folder has no images or videos (.jpg, .png, .mp4, ...).")
+            out.extend(_from_path(p) for p in media)
+        elif Path(spec).exists():
+            out.append(_from_path(Path(spec)))
+        elif glob.has_magic(spec):
+            matches = sorted(Path(m) for m in glob.glob(spec, recursive=True))
+            media = [m for m in matches if m.is_file() and (is_image_path(m) or m.suffix.lower() in VIDEO_EXTENSIONS)]
+            if not media:
+                raise InputError(f"{spec}: pattern matches no images or videos.")
+            out.extend(_from_path(p) for p in media)
+        else:
+            raise InputError(f"{spec}: no such file or folder; expected an image, folder, glob, video, "
+                             "camera index (0) or stream URL.")
+    return out
+
+
+def open_capture(source: Source):
+    """Open a video file, camera or stream with OpenCV, or raise :class:`InputError`."""
+    import cv2
+
+    from maskwatch.faces.detector import quiet_opencv
+
+    quiet_opencv()
+    target: int | str = int(source.target) if source.kind == "camera" else source.target
+    cap = cv2.VideoCapture(target)
+    if not cap.isOpened():
+        cap.release()
+        if source.kind == "camera":
+            raise InputError(f"camera {source.target} cannot be opened (no camera with that index, or it is "
+                             "in use); try another index.")
+        if source.kind == "stream":
+            raise InputError(f"{source.target}: stream cannot be opened; check the URL and the network.")
+        raise InputError(f"{source.target}: not a playable video (corrupt, truncated or unsupported codec).")
+    return cap
+
+
+def iter_video(source: Source, vid_stride: int = 1) -> Iterator[Frame]:
+    """Decode frames of a video, camera or stream; every ``vid_stride``-th frame is yielded."""
+    cap = open_capture(source)
+    import cv2
+
+    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    if not (0 < fps < 1000):
+        fps = 0.0
+    index = 0
+    try:
+        while True:
+            t0 = time.perf_counter()
+            ok = cap.grab()
+            if not ok:
+                break
+            if index % vid_stride == 0:
+                ok, image = cap.retrieve()
+                if not ok or image is None:
+                    break
+                if image.ndim == 2:
+                    image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+                ms = (time.perf_counter() - t0) * 1e3
+                t = index / fps if fps and source.kind == "video" else None
+                yield Frame(image, source.name, index, t, ms)
+            index += 1
+    finally:
+        cap.release()
+    if index == 0 and source.kind == "video":
+        raise InputError(f"{source.target}: no frame could be decoded (corrupt, truncated or unsupported codec).")
+
+
+def iter_frames(
+    source: Source,
+    vid_stride: int = 1,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    on_error: Callable[[MaskwatchError], None] | None = None,
+) -> Iterator[Frame]:
+    """Frames of one source. A bad still image raises, or goes to ``on_error`` when one is given."""
+    if vid_stride < 1:
+        raise InputError(f"video stride must be >= 1, got {vid_stride}")
+    if source.kind == "image":
+        t0 = time.perf_counter()
+        try:
+            image = decode_image(source.target, max_pixels=max_pixels)
+        except MaskwatchError as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+            return
+        yield Frame(image, source.target, None, None, (time.perf_counter() - t0) * 1e3)
+        return
+    try:
+        yield from iter_video(source, vid_stride)
+    except MaskwatchError as exc:
+        if on_error is None:
+            raise
+        on_error(exc)

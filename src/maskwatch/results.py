@@ -1,0 +1,136 @@
+"""The one result type that flows from the detector to every output.
+
+``Face`` is one labelled face, ``FrameResult`` one image or video frame. Both serialise one way
+(:meth:`FrameResult.to_dict`), used by the JSON Lines / CSV writers, the HTTP API and the web page.
+The JSON shape is a public contract: fields may be added, never renamed or removed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+CSV_COLUMNS = (
+    "source", "frame", "time_s", "width", "height", "face", "x1", "y1", "x2", "y2",
+    "face_score", "label", "score", "p_with_mask", "p_without_mask",
+)
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face: its box in original-image pixels and the classifier's verdict.
+
+    ``box`` is ``(x1, y1, x2, y2)`` in integer pixel coordinates of the original image (after EXIF
+    orientation), ``face_score`` the face detector's confidence, ``label`` the most probable class,
+    ``score`` its probability and ``probs`` the probability of every class.
+    """
+
+    box: tuple[int, int, int, int]
+    face_score: float
+    label: str
+    score: float
+    probs: dict[str, float]
+
+    def __post_init__(self) -> None:
+        if len(self.box) != 4:
+            raise ValueError(f"box must have 4 numbers (x1, y1, x2, y2), got {self.box!r}")
+        x1, y1, x2, y2 = self.box
+        if x2 < x1 or y2 < y1:
+            raise ValueError(f"box must satisfy x1 <= x2 and y1 <= y2, got {self.box!r}")
+
+    @property
+    def width(self) -> int:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> int:
+        return self.box[3] - self.box[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": [int(v) for v in self.box],
+            "face_score": round(float(self.face_score), 4),
+            "label": self.label,
+            "score": round(float(self.score), 4),
+            "probs": {k: round(float(v), 4) for k, v in self.probs.items()},
+        }
+
+
+@dataclass
+class FrameResult:
+    """Every face found in one image or video frame.
+
+    ``frame`` and ``time_s`` are ``None`` for still images. ``timings_ms`` holds per-stage times
+    (``decode``, ``detect``, ``classify``); ``image`` optionally keeps the decoded BGR image for
+    annotation and is never serialised.
+    """
+
+    source: str
+    width: int
+    height: int
+    faces: list[Face] = field(default_factory=list)
+    frame: int | None = None
+    time_s: float | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def counts(self) -> dict[str, int]:
+        """Number of faces per label, plus ``total``."""
+        out: dict[str, int] = {}
+        for f in self.faces:
+            out[f.label] = out.get(f.label, 0) + 1
+        out["total"] = len(self.faces)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON Lines object for this frame (the public contract)."""
+        return {
+            "source": self.source,
+            "frame": self.frame,
+            "time_s": None if self.time_s is None else round(float(self.time_s), 4),
+            "width": int(self.width),
+            "height": int(self.height),
+            "faces": [f.to_dict() for f in self.faces],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+    def csv_rows(self) -> list[list[Any]]:
+        """One CSV row per face (columns :data:`CSV_COLUMNS`); a frame with no face gives none."""
+        rows = []
+        for i, f in enumerate(self.faces):
+            rows.append([
+                self.source, "" if self.frame is None else self.frame,
+                "" if self.time_s is None else round(self.time_s, 4), self.width, self.height, i,
+                *f.box, round(f.face_score, 4), f.label, round(f.score, 4),
+                round(f.probs.get("with_mask", 0.0), 4), round(f.probs.get("without_mask", 0.0), 4),
+            ])
+        return rows
+
+
+@dataclass(frozen=True)
+class CropResult:
+    """The classifier's verdict on one image taken as a whole face crop (``maskwatch classify``)."""
+
+    source: str
+    label: str
+    score: float
+    probs: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "label": self.label,
+            "score": round(float(self.score), 4),
+            "probs": {k: round(float(v), 4) for k, v in self.probs.items()},
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)

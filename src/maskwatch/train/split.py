@@ -1,0 +1,69 @@
+"""Split audited samples into train / validation / test by group, stratified by class, seedable."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from maskwatch.errors import DataError
+from maskwatch.train.audit import Sample
+
+SPLITS = ("train", "val", "test")
+
+
+def split_samples(
+    samples: Sequence[Sample], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> dict[str, list[Sample]]:
+    """Assign whole groups to splits so that each split gets close to its share of every class.
+
+    Groups are placed largest first (random order among equals) into the split that lacks the most of
+    the group's majority class, relative to its target; no group is ever divided.
+    """
+    if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
+        raise DataError(f"split fractions must be >= 0 and add up to 1, got {fractions}")
+    groups: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        groups[s.group or str(s.path)].append(s)
+    class_totals = Counter(s.label for s in samples)
+    target = {sp: {c: f * n for c, n in class_totals.items()} for sp, f in zip(SPLITS, fractions)}
+    have = {sp: Counter() for sp in SPLITS}
+    rng = random.Random(seed)
+    keys = sorted(groups)
+    rng.shuffle(keys)
+    keys.sort(key=lambda k: -len(groups[k]))
+    out: dict[str, list[Sample]] = {sp: [] for sp in SPLITS}
+    for k in keys:
+        members = groups[k]
+        label = Counter(s.label for s in members).most_common(1)[0][0]
+
+        def need(sp: str) -> float:
+            t = target[sp][label]
+            return (t - have[sp][label]) / t if t > 0 else float("-inf")
+
+        best = max(SPLITS, key=need)
+        out[best].extend(members)
+        have[best].update(s.label for s in members)
+    for sp, f in zip(SPLITS, fractions):
+        if f > 0 and not out[sp]:
+            raise DataError(f"the {sp} split is empty: the dataset has too few groups ({len(groups)}) to split")
+    return out
+
+
+def save_split(split: dict[str, list[Sample]], folder: Path) -> None:
+    """Write ``<split>.txt`` file lists (``label<TAB>path``) into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, members in split.items():
+        lines = [f"{s.label}\t{s.path}" for s in sorted(members, key=lambda s: str(s.path))]
+        (folder / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+
+
+def load_split_file(path: Path) -> list[tuple[str, Path]]:
+    """Read a ``label<TAB>path`` list written by :func:`save_split`."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            label, p = line.split("\t", 1)
+            out.append((label, Path(p)))
+    return out
