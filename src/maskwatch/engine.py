@@ -17,10 +17,24 @@ from maskwatch.classify.model import MaskClassifier
 from maskwatch.errors import InputError
 from maskwatch.faces.detector import DetectorSettings, FaceBoxes, create_face_detector
 from maskwatch.io.images import DEFAULT_MAX_PIXELS, decode_image
+from maskwatch.io.sources import Source
 from maskwatch.preprocess import DEFAULT_MARGIN, crop_face
 from maskwatch.results import CropResult, Face, FrameResult
+from maskwatch.track import FaceTracker
 
 log = logging.getLogger(__name__)
+
+
+def crop_largest_face(image_bgr: np.ndarray, face_detector, margin: float = DEFAULT_MARGIN) -> tuple[np.ndarray, bool]:
+    """Cut the largest detected face out of an image (as at inference), or return the image when none is found.
+
+    Used to turn photos labelled as a whole (a crop dataset) into face crops, for training and evaluation.
+    """
+    boxes = face_detector.detect(image_bgr)
+    if len(boxes) == 0:
+        return image_bgr, False
+    areas = (boxes.xyxy[:, 2] - boxes.xyxy[:, 0]) * (boxes.xyxy[:, 3] - boxes.xyxy[:, 1])
+    return crop_face(image_bgr, boxes.xyxy[int(areas.argmax())], margin), True
 
 
 class MaskDetector:
@@ -33,6 +47,7 @@ class MaskDetector:
         settings: face-detector thresholds, detection size and box calibration.
         threads: ONNX Runtime threads for the classifier.
         max_pixels: pixel limit for decoded images.
+        reclassify_every: in videos, a tracked face is classified again after this many frames.
 
     Example:
         >>> det = MaskDetector()
@@ -48,24 +63,29 @@ class MaskDetector:
         settings: DetectorSettings | None = None,
         threads: int = 1,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        reclassify_every: int = 5,
     ) -> None:
         self.classifier = MaskClassifier(model, threads=threads)
         self.face_detector = create_face_detector(detector, detector_model, settings)
         self.margin = float(self.classifier.info.preprocessing.get("margin", DEFAULT_MARGIN))
         self.max_pixels = max_pixels
+        if reclassify_every < 1:
+            raise InputError(f"reclassify_every must be >= 1 frame, got {reclassify_every}")
+        self.reclassify_every = reclassify_every
 
     @property
     def classes(self) -> tuple[str, ...]:
         return self.classifier.classes
 
-    def _faces(self, probs: np.ndarray, boxes: FaceBoxes) -> list[Face]:
+    def _faces(self, probs: np.ndarray, boxes: FaceBoxes, track_ids: Sequence[int] | None = None) -> list[Face]:
         faces = []
-        for box, fscore, p in zip(boxes.xyxy, boxes.scores, probs):
+        ids = track_ids if track_ids is not None else [None] * len(boxes)
+        for box, fscore, p, tid in zip(boxes.xyxy, boxes.scores, probs, ids):
             k = int(p.argmax())
             x1, y1, x2, y2 = (int(round(float(v))) for v in box)
             faces.append(Face(
                 box=(x1, y1, x2, y2), face_score=float(fscore), label=self.classes[k], score=float(p[k]),
-                probs={c: float(v) for c, v in zip(self.classes, p)},
+                probs={c: float(v) for c, v in zip(self.classes, p)}, track_id=tid,
             ))
         return faces
 
@@ -76,20 +96,34 @@ class MaskDetector:
         frame: int | None = None,
         time_s: float | None = None,
         keep_image: bool = False,
+        tracker: FaceTracker | None = None,
     ) -> FrameResult:
-        """Find and classify every face in one BGR ``uint8`` image."""
+        """Find and classify every face in one BGR ``uint8`` image.
+
+        With a ``tracker`` (video), faces continue tracks from earlier frames and only new or stale
+        tracks go through the classifier; each face then carries its track's mean probabilities.
+        """
         if not isinstance(image_bgr, np.ndarray) or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
             shape = getattr(image_bgr, "shape", type(image_bgr).__name__)
             raise InputError(f"expected a BGR uint8 image of shape (H, W, 3), got {shape}")
         t0 = time.perf_counter()
         boxes = self.face_detector.detect(image_bgr)
         t1 = time.perf_counter()
-        crops = [crop_face(image_bgr, b, self.margin) for b in boxes.xyxy]
-        probs = self.classifier.predict(crops)
+        track_ids = None
+        if tracker is None:
+            probs = self.classifier.predict([crop_face(image_bgr, b, self.margin) for b in boxes.xyxy])
+        else:
+            index = frame if frame is not None else 0
+            track_ids, need = tracker.assign(boxes.xyxy, index)
+            fresh = self.classifier.predict([crop_face(image_bgr, boxes.xyxy[i], self.margin) for i in need])
+            for i, p in zip(need, fresh):
+                tracker.vote(track_ids[i], p, index)
+            probs = np.array([tracker.tracks[t].probs for t in track_ids], np.float32).reshape(len(boxes), -1)
         t2 = time.perf_counter()
         h, w = image_bgr.shape[:2]
         return FrameResult(
-            source=source, width=w, height=h, faces=self._faces(probs, boxes), frame=frame, time_s=time_s,
+            source=source, width=w, height=h, faces=self._faces(probs, boxes, track_ids), frame=frame,
+            time_s=time_s,
             timings_ms={"detect": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3},
             image=image_bgr if keep_image else None,
         )
@@ -112,24 +146,26 @@ class MaskDetector:
         result.timings_ms = {"decode": decode_ms, **result.timings_ms}
         return result
 
-    def process(self, sources: Sequence[str], vid_stride: int = 1, keep_image: bool = False,
-                on_error=None) -> Iterator[FrameResult]:
-        """Run on images, folders, globs, video files, camera indices or stream URLs, frame by frame."""
+    def new_tracker(self) -> FaceTracker:
+        """A face tracker for one video, set up with this detector's tracking settings."""
+        return FaceTracker(len(self.classes), reclassify_every=self.reclassify_every)
+
+    def process(self, sources: Sequence[str | Path | Source], vid_stride: int = 1, keep_image: bool = False,
+                on_error=None, track: bool = True) -> Iterator[FrameResult]:
+        """Run on images, folders, globs, video files, camera indices or stream URLs, frame by frame.
+
+        Video frames are tracked (see :mod:`maskwatch.track`) unless ``track`` is false.
+        """
         from maskwatch.io.sources import iter_frames, resolve_sources
 
         for src in resolve_sources(sources):
+            tracker = self.new_tracker() if track and src.kind != "image" else None
             for fr in iter_frames(src, vid_stride=vid_stride, max_pixels=self.max_pixels, on_error=on_error):
                 result = self.detect(fr.image, source=fr.source, frame=fr.index, time_s=fr.time_s,
-                                     keep_image=keep_image)
+                                     keep_image=keep_image, tracker=tracker)
                 result.timings_ms = {"decode": fr.decode_ms, **result.timings_ms}
                 yield result
 
     def classify(self, crops_bgr: Sequence[np.ndarray], sources: Iterable[str] | None = None) -> list[CropResult]:
-        """Label whole images as face crops (no face detection)."""
-        names = list(sources) if sources is not None else [f"<crop {i}>" for i in range(len(crops_bgr))]
-        probs = self.classifier.predict(list(crops_bgr))
-        out = []
-        for name, p in zip(names, probs):
-            k = int(p.argmax())
-            out.append(CropResult(name, self.classes[k], float(p[k]), {c: float(v) for c, v in zip(self.classes, p)}))
-        return out
+        """Label whole images as face crops (no face detection); see :meth:`MaskClassifier.classify`."""
+        return self.classifier.classify(list(crops_bgr), None if sources is None else list(sources))

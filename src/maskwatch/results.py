@@ -15,7 +15,7 @@ import numpy as np
 
 CSV_COLUMNS = (
     "source", "frame", "time_s", "width", "height", "face", "x1", "y1", "x2", "y2",
-    "face_score", "label", "score", "p_with_mask", "p_without_mask",
+    "face_score", "label", "score", "p_with_mask", "p_without_mask", "track_id",
 )
 
 
@@ -25,7 +25,9 @@ class Face:
 
     ``box`` is ``(x1, y1, x2, y2)`` in integer pixel coordinates of the original image (after EXIF
     orientation), ``face_score`` the face detector's confidence, ``label`` the most probable class,
-    ``score`` its probability and ``probs`` the probability of every class.
+    ``score`` its probability and ``probs`` the probability of every class. In videos,
+    ``track_id`` follows one face from frame to frame (``None`` for still images) and ``probs`` is
+    the mean of the classifier's verdicts on that track so far.
     """
 
     box: tuple[int, int, int, int]
@@ -33,6 +35,7 @@ class Face:
     label: str
     score: float
     probs: dict[str, float]
+    track_id: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.box) != 4:
@@ -56,6 +59,7 @@ class Face:
             "label": self.label,
             "score": round(float(self.score), 4),
             "probs": {k: round(float(v), 4) for k, v in self.probs.items()},
+            "track_id": self.track_id,
         }
 
 
@@ -111,6 +115,7 @@ class FrameResult:
                 "" if self.time_s is None else round(self.time_s, 4), self.width, self.height, i,
                 *f.box, round(f.face_score, 4), f.label, round(f.score, 4),
                 round(f.probs.get("with_mask", 0.0), 4), round(f.probs.get("without_mask", 0.0), 4),
+                "" if f.track_id is None else f.track_id,
             ])
         return rows
 

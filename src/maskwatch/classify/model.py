@@ -20,6 +20,7 @@ import numpy as np
 
 from maskwatch.errors import ModelError
 from maskwatch.preprocess import to_model_input
+from maskwatch.results import CropResult
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,16 @@ class MaskClassifier:
         if not parts:
             return np.zeros((0, len(self.classes)), np.float32)
         return np.concatenate(parts)
+
+    def classify(self, crops_bgr: Sequence[np.ndarray], sources: Sequence[str] | None = None) -> list[CropResult]:
+        """Label each BGR image as a whole face crop (no face detection)."""
+        names = list(sources) if sources is not None else [f"<crop {i}>" for i in range(len(crops_bgr))]
+        out = []
+        for name, p in zip(names, self.predict(crops_bgr)):
+            k = int(p.argmax())
+            probs = {c: float(v) for c, v in zip(self.classes, p)}
+            out.append(CropResult(name, self.classes[k], float(p[k]), probs))
+        return out
 
     def describe(self) -> dict[str, Any]:
         """The model card data stored in the file (classes, input, preprocessing, recipe, metrics)."""

@@ -53,12 +53,18 @@ def _from_path(p: Path) -> Source:
     return Source("image", str(p))
 
 
-def resolve_sources(specs: Sequence[str]) -> list[Source]:
-    """Expand and check source arguments; raises :class:`InputError` naming the first bad one."""
+def resolve_sources(specs: Sequence[str | Path | Source]) -> list[Source]:
+    """Expand and check source arguments; raises :class:`InputError` naming the first bad one.
+
+    Already resolved :class:`Source` objects pass through unchanged.
+    """
     if not specs:
         raise InputError("no source given; pass an image, folder, glob, video file, camera index or URL.")
     out: list[Source] = []
     for spec in specs:
+        if isinstance(spec, Source):
+            out.append(spec)
+            continue
         spec = str(spec)
         if spec.isdigit():
             out.append(Source("camera", spec))

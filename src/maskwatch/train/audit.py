@@ -156,7 +156,7 @@ def audit_dataset(
     report = AuditReport(str(data_dir), list(classes), {c: len(v) for c, v in files.items()}, {})
     samples: list[Sample] = []
     todo = [(p, c) for c, paths in files.items() for p in paths]
-    for path, label in tqdm(todo, desc="audit", unit="img", disable=not progress, leave=False):
+    for path, label in tqdm(todo, desc="audit", unit="img", disable=None if progress else True, leave=False):
         try:
             data = path.read_bytes()
             image = decode_image(data, name=str(path))

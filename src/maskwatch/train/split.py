@@ -51,19 +51,32 @@ def split_samples(
     return out
 
 
-def save_split(split: dict[str, list[Sample]], folder: Path) -> None:
-    """Write ``<split>.txt`` file lists (``label<TAB>path``) into ``folder``."""
+def _rel(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return str(path)
+
+
+def save_split(split: dict[str, list[Sample]], folder: Path, root: Path | None = None) -> None:
+    """Write ``<split>.txt`` file lists (``label<TAB>path``, relative to ``root``) into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, members in split.items():
-        lines = [f"{s.label}\t{s.path}" for s in sorted(members, key=lambda s: str(s.path))]
+        lines = [f"{s.label}\t{_rel(s.path, root)}" for s in sorted(members, key=lambda s: str(s.path))]
         (folder / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
 
 
-def load_split_file(path: Path) -> list[tuple[str, Path]]:
-    """Read a ``label<TAB>path`` list written by :func:`save_split`."""
+def load_split_file(path: Path, root: Path | None = None) -> list[tuple[str, Path]]:
+    """Read a ``label<TAB>path`` list written by :func:`save_split`; relative paths are joined to ``root``."""
     out = []
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
-            label, p = line.split("\t", 1)
-            out.append((label, Path(p)))
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        if "\t" not in line:
+            raise DataError(f"{path}:{n}: expected 'label<TAB>path', got {line[:60]!r}")
+        label, p = line.split("\t", 1)
+        q = Path(p)
+        out.append((label, q if q.is_absolute() or root is None else Path(root) / q))
     return out

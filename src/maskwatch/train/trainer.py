@@ -24,7 +24,7 @@ from maskwatch import __version__
 from maskwatch.errors import DataError, MaskwatchError
 from maskwatch.evaluate.classification import classification_metrics, save_gallery, write_report
 from maskwatch.io.images import decode_image
-from maskwatch.preprocess import crop_face, to_model_input
+from maskwatch.data import face_cropper, load_crops
 from maskwatch.runs import new_run_dir
 from maskwatch.train.audit import DEFAULT_CLASSES, audit_dataset
 from maskwatch.train.recipe import Recipe
@@ -39,40 +39,6 @@ class TrainResult:
     model_path: Path
     test_metrics: dict[str, Any]
     seconds: float
-
-
-def _face_cropper(recipe: Recipe, detector_backend: str, detector_model: str | Path | None):
-    """Return ``image -> (crop, found)`` cutting the largest face out, or the whole image when none is found."""
-    if not recipe.crop_faces:
-        return lambda img: (img, False)
-    from maskwatch.faces import create_face_detector
-    from maskwatch.faces.detector import DetectorSettings
-
-    det = create_face_detector(detector_backend, detector_model, DetectorSettings(detect_size=640))
-
-    def crop(img: np.ndarray) -> tuple[np.ndarray, bool]:
-        boxes = det.detect(img)
-        if len(boxes) == 0:
-            return img, False
-        areas = (boxes.xyxy[:, 2] - boxes.xyxy[:, 0]) * (boxes.xyxy[:, 3] - boxes.xyxy[:, 1])
-        return crop_face(img, boxes.xyxy[int(areas.argmax())], recipe.margin), True
-
-    return crop
-
-
-def load_arrays(items: list[tuple[str, Path]], classes: tuple[str, ...], recipe: Recipe, cropper,
-                desc: str, progress: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
-    """Decode, face-crop and size every image once: ``uint8`` RGB ``(N, S, S, 3)``, labels, faces cropped."""
-    size = recipe.input_size
-    x = np.empty((len(items), size, size, 3), np.uint8)
-    y = np.empty(len(items), np.int64)
-    cropped = 0
-    for i, (label, path) in enumerate(tqdm(items, desc=desc, unit="img", disable=not progress, leave=False)):
-        img, found = cropper(decode_image(path))
-        cropped += found
-        x[i] = to_model_input([img], size)[0].astype(np.uint8)
-        y[i] = classes.index(label)
-    return x, y, cropped
 
 
 def _plot_curves(history_csv: Path, out: Path) -> None:
@@ -143,10 +109,10 @@ def train(
                 picked += [members[i] for i in sorted(idx)]
             samples = picked
         split = split_samples(samples, recipe.split, recipe.seed)
-        save_split(split, run_dir / "splits")
+        save_split(split, run_dir / "splits", Path(data_dir))
         (run_dir / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2))
         audit_summary = report.summary()
-    items = {sp: load_split_file(run_dir / "splits" / f"{sp}.txt") for sp in SPLITS}
+    items = {sp: load_split_file(run_dir / "splits" / f"{sp}.txt", Path(data_dir)) for sp in SPLITS}
     for sp in ("train", "val"):
         counts = Counter(label for label, _ in items[sp])
         missing = [c for c in classes if counts[c] == 0]
@@ -159,12 +125,12 @@ def train(
 
     tf, keras = import_keras()
     keras.utils.set_random_seed(recipe.seed)
-    cropper = _face_cropper(recipe, detector_backend, detector_model)
+    cropper = face_cropper(recipe.crop_faces, recipe.margin, detector_backend, detector_model)
     arrays = {}
     cropped = {}
     for sp in SPLITS:
         if items[sp]:
-            x, y, n = load_arrays(items[sp], classes, recipe, cropper, f"load {sp}", progress)
+            x, y, n = load_crops(items[sp], classes, recipe.input_size, cropper, f"load {sp}", progress)
             arrays[sp], cropped[sp] = (x, y), n
     if recipe.crop_faces:
         log.info("faces cropped by the detector: %s", {sp: f"{cropped[sp]}/{len(items[sp])}" for sp in cropped})

@@ -1,0 +1,169 @@
+"""``maskwatch benchmark``: frames/s end to end and milliseconds per stage, ours against the classic.
+
+The classic pipeline is the best-known open-source mask detector's: OpenCV's res10 SSD face detector
+on a 300x300 blob, then Keras ``model.predict`` on all faces of the frame with a MobileNetV2
+classifier. It is rebuilt here (weights do not change its speed) so both run on the same machine,
+the same frames, one after the other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from maskwatch.errors import DependencyError, InputError
+from maskwatch.io.sources import iter_frames, resolve_sources
+
+log = logging.getLogger(__name__)
+
+
+def default_video() -> Path | None:
+    """The crowd clip from the shared data folder, when present."""
+    shared = Path(os.environ.get("MASKWATCH_SHARED", Path.cwd().parent / "shared"))
+    p = shared / "data" / "video" / "airport-crowd.mp4"
+    return p if p.is_file() else None
+
+
+def _load_frames(source: str, frames: int) -> list[np.ndarray]:
+    out: list[np.ndarray] = []
+    for src in resolve_sources([source]):
+        for fr in iter_frames(src):
+            out.append(fr.image)
+            if len(out) >= frames:
+                return out
+    if not out:
+        raise InputError(f"{source}: no frames to benchmark")
+    return out
+
+
+def _time_decode(source: str, frames: int) -> float:
+    t0, n = time.perf_counter(), 0
+    for src in resolve_sources([source]):
+        for _ in iter_frames(src):
+            n += 1
+            if n >= frames:
+                return (time.perf_counter() - t0) * 1e3 / n
+    return (time.perf_counter() - t0) * 1e3 / max(n, 1)
+
+
+def bench_engine(engine, images: list[np.ndarray], track: bool) -> dict[str, Any]:
+    """Time the engine over decoded frames; stage times come from its own per-frame timings."""
+    tracker = engine.new_tracker() if track else None
+    det = cls = 0.0
+    faces = classified = 0
+    engine.detect(images[0])  # warm-up: first-call allocations
+    t0 = time.perf_counter()
+    for i, img in enumerate(images):
+        before = sum(t.n_votes for t in tracker.all_tracks()) if tracker else 0
+        r = engine.detect(img, frame=i, tracker=tracker)
+        det += r.timings_ms["detect"]
+        cls += r.timings_ms["classify"]
+        faces += len(r.faces)
+        classified += (sum(t.n_votes for t in tracker.all_tracks()) - before) if tracker else len(r.faces)
+    total = time.perf_counter() - t0
+    n = len(images)
+    return {"frames": n, "process_ms": total * 1e3 / n, "detect_ms": det / n, "classify_ms": cls / n,
+            "faces_per_frame": faces / n, "classified_per_frame": classified / n,
+            "ms_per_classified_face": cls / max(classified, 1)}
+
+
+def bench_classic(images: list[np.ndarray], face_dir: Path, weights: Path | None) -> dict[str, Any]:
+    """The tutorial pipeline: res10 SSD + Keras MobileNetV2 ``model.predict`` once per frame."""
+    pb, pbtxt = face_dir / "opencv_face_detector_uint8.pb", face_dir / "opencv_face_detector.pbtxt"
+    if not (pb.is_file() and pbtxt.is_file()):
+        raise InputError(f"{face_dir}: the res10 SSD files (opencv_face_detector_uint8.pb/.pbtxt) are missing")
+    from maskwatch.train.keras_backend import build_model, import_keras
+    from maskwatch.train.recipe import Recipe
+
+    import_keras()
+    model = build_model(Recipe(), weights if weights and weights.is_file() else None)
+    net = cv2.dnn.readNetFromTensorflow(str(pb), str(pbtxt))
+    det = cls = 0.0
+    faces_total = 0
+    model.predict(np.zeros((1, 224, 224, 3), np.float32), verbose=0)
+    t0 = time.perf_counter()
+    for img in images:
+        h, w = img.shape[:2]
+        a = time.perf_counter()
+        net.setInput(cv2.dnn.blobFromImage(img, 1.0, (300, 300), (104.0, 177.0, 123.0)))
+        out = net.forward()
+        faces = []
+        for k in range(out.shape[2]):
+            if out[0, 0, k, 2] > 0.5:
+                x1, y1, x2, y2 = (out[0, 0, k, 3:7] * np.array([w, h, w, h])).astype(int)
+                x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w - 1, x2), min(h - 1, y2)
+                if x2 > x1 and y2 > y1:
+                    face = cv2.resize(cv2.cvtColor(img[y1:y2, x1:x2], cv2.COLOR_BGR2RGB), (224, 224))
+                    faces.append(face.astype(np.float32))
+        b = time.perf_counter()
+        if faces:
+            model.predict(np.array(faces), batch_size=32, verbose=0)
+        c = time.perf_counter()
+        det += (b - a) * 1e3
+        cls += (c - b) * 1e3
+        faces_total += len(faces)
+    total = time.perf_counter() - t0
+    n = len(images)
+    return {"frames": n, "process_ms": total * 1e3 / n, "detect_ms": det / n, "classify_ms": cls / n,
+            "faces_per_frame": faces_total / n, "classified_per_frame": faces_total / n,
+            "ms_per_classified_face": cls / max(faces_total, 1)}
+
+
+def run_benchmark(source: str | None, frames: int, baseline: bool, reclassify_every: int,
+                  engine_factory: Callable[..., Any]) -> list[dict[str, Any]]:
+    """Time maskwatch (tracked and untracked) and optionally the classic pipeline on ``source``."""
+    if source is None:
+        video = default_video()
+        if video is None:
+            raise InputError("no SOURCE given and the default clip (../shared/data/video/airport-crowd.mp4) "
+                             "is absent; pass a video or folder.")
+        source = str(video)
+    images = _load_frames(source, frames)
+    decode_ms = _time_decode(source, len(images))
+    engine = engine_factory(reclassify_every=reclassify_every)
+    rows = []
+    for label, track in ((f"maskwatch (tracked, reclassify every {reclassify_every})", True),
+                         ("maskwatch (every face, every frame)", False)):
+        r = bench_engine(engine, images, track)
+        rows.append({"pipeline": label, "detector": engine.face_detector.name, **r})
+    if baseline:
+        shared = default_video()
+        face_dir = Path(os.environ.get("MASKWATCH_MODELS", "")) if os.environ.get("MASKWATCH_MODELS") else None
+        if (face_dir is None or not (face_dir / "opencv_face_detector_uint8.pb").is_file()) and shared:
+            face_dir = shared.parents[2] / "weights" / "face"
+        weights = shared.parents[2] / "weights" / "mobilenet_v2" / \
+            "mobilenet_v2_1.0_224_from_torchvision_no_top.weights.h5" if shared else None
+        if face_dir is None:
+            raise InputError("the classic baseline needs the res10 SSD files; set MASKWATCH_MODELS to their folder")
+        try:
+            r = bench_classic(images, face_dir, weights)
+        except DependencyError as exc:
+            raise DependencyError(f"--baseline rebuilds the Keras pipeline: {exc}") from exc
+        rows.append({"pipeline": "classic (res10 SSD + Keras predict)", "detector": "res10-ssd", **r})
+    for r in rows:
+        r["decode_ms"] = decode_ms
+        r["fps"] = 1000.0 / (r["process_ms"] + decode_ms)
+        r["source"] = source
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A fixed-width table of benchmark rows."""
+    head = f"{'pipeline':<44} {'fps':>6} {'decode':>7} {'detect':>7} {'classify':>9} {'faces/f':>8} " \
+           f"{'cls/f':>6} {'ms/face':>8}"
+    lines = [f"source: {rows[0]['source']}  ({rows[0]['frames']} frames; times in ms per frame)", head]
+    for r in rows:
+        lines.append(f"{r['pipeline']:<44} {r['fps']:6.1f} {r['decode_ms']:7.1f} {r['detect_ms']:7.1f} "
+                     f"{r['classify_ms']:9.1f} {r['faces_per_frame']:8.1f} {r['classified_per_frame']:6.1f} "
+                     f"{r['ms_per_classified_face']:8.2f}")
+    if len(rows) > 1 and rows[-1]["pipeline"].startswith("classic"):
+        lines.append(f"speed-up over classic: {rows[0]['fps'] / rows[-1]['fps']:.1f}x (tracked), "
+                     f"{rows[1]['fps'] / rows[-1]['fps']:.1f}x (every face)")
+    return "\n".join(lines)

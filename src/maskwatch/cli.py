@@ -1,0 +1,392 @@
+"""The ``maskwatch`` command line: a thin front over the engine (:mod:`maskwatch.engine`).
+
+Results go to stdout, short messages to stderr; every error a user can cause ends in one line
+``maskwatch: error: ...`` and a non-zero exit status, never a traceback (set ``MASKWATCH_DEBUG=1``
+to see one).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from maskwatch import __version__
+from maskwatch.errors import InputError, MaskwatchError
+
+log = logging.getLogger("maskwatch")
+
+DETECTOR_CHOICES = click.Choice(["auto", "yunet", "yuface"])
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("maskwatch: %(message)s"))
+    root = logging.getLogger("maskwatch")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _settings(face_threshold, detect_size, min_face):
+    from maskwatch.faces.detector import DetectorSettings
+
+    kw = {}
+    if face_threshold is not None:
+        kw["score_threshold"] = face_threshold
+    if detect_size is not None:
+        kw["detect_size"] = None if detect_size == 0 else detect_size
+    if min_face is not None:
+        kw["min_face"] = min_face
+    return DetectorSettings(**kw)
+
+
+def detector_options(f):
+    """Options shared by every command that finds faces."""
+    options = [
+        click.option("--model", "-m", type=click.Path(path_type=Path), default=None,
+                     help="maskwatch .onnx classifier (default: the bundled model)."),
+        click.option("--detector", type=DETECTOR_CHOICES, default="auto", show_default=True,
+                     help="Face detector backend (auto: YuNet file if found, else yuface)."),
+        click.option("--detector-model", type=click.Path(path_type=Path), default=None,
+                     help="YuNet .onnx file or folder (default: $MASKWATCH_MODELS, the user cache)."),
+        click.option("--face-threshold", type=click.FloatRange(0, 1), default=None,
+                     help="Minimum face-detector confidence."),
+        click.option("--detect-size", type=click.IntRange(0, 4096), default=None,
+                     help="Scale the long side to this many pixels for detection (0: native size)."),
+        click.option("--min-face", type=click.IntRange(0), default=None, help="Ignore faces narrower than N pixels."),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def _engine(model, detector, detector_model, face_threshold, detect_size, min_face, **kw):
+    from maskwatch.engine import MaskDetector
+
+    return MaskDetector(model=model, detector=detector, detector_model=detector_model,
+                        settings=_settings(face_threshold, detect_size, min_face), **kw)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="maskwatch")
+@click.option("-v", "--verbose", count=True, help="More messages on stderr (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Find every face in photos, videos and cameras and tell with_mask from without_mask."""
+    _setup_logging(verbose)
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True)
+@detector_options
+@click.option("--json", "json_path", default=None, help="Write JSON Lines here ('-' = stdout, then nothing else).")
+@click.option("--csv", "csv_path", default=None, help="Write one CSV row per face here ('-' = stdout).")
+@click.option("--save", is_flag=True, help="Save annotated images / videos into a new run folder.")
+@click.option("--project", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Folder for run folders.")
+@click.option("--name", default="exp", show_default=True, help="Run folder name (exp, exp2, ...).")
+@click.option("--show", is_flag=True, help="Show a live window (needs a display and GUI OpenCV).")
+@click.option("--vid-stride", type=click.IntRange(1), default=1, show_default=True, help="Use every N-th video frame.")
+@click.option("--reclassify-every", type=click.IntRange(1), default=5, show_default=True,
+              help="In videos, classify a tracked face again after N frames (1: every frame).")
+@click.option("--no-track", is_flag=True, help="Classify every face in every video frame independently.")
+def detect(sources, model, detector, detector_model, face_threshold, detect_size, min_face, json_path, csv_path,
+           save, project, name, show, vid_stride, reclassify_every, no_track) -> None:
+    """Find and label every face in SOURCES: images, folders, globs, videos, camera indices (0), URLs."""
+    from maskwatch.analytics import VideoStats
+    from maskwatch.io.sources import resolve_sources
+    from maskwatch.io.writers import LiveWindow, MediaSaver, make_writer
+    from maskwatch.runs import new_run_dir
+
+    if json_path == "-" and csv_path == "-":
+        raise InputError("--json - and --csv - both want stdout; send one of them to a file.")
+    resolved = resolve_sources(sources)
+    engine = _engine(model, detector, detector_model, face_threshold, detect_size, min_face,
+                     reclassify_every=reclassify_every)
+    quiet_stdout = "-" in (json_path, csv_path)
+    writers = [make_writer(p, k) for p, k in ((json_path, "json"), (csv_path, "csv")) if p]
+    run_dir = new_run_dir(project, "detect", name) if save else None
+    saver = MediaSaver(run_dir) if run_dir else None
+    window = LiveWindow() if show else None
+    failures: list[str] = []
+    stats = VideoStats()
+    n_frames, t0 = 0, time.perf_counter()
+
+    def on_error(exc: MaskwatchError) -> None:
+        failures.append(str(exc))
+        click.echo(f"maskwatch: skipped {exc}", err=True)
+
+    from tqdm import tqdm
+
+    has_video = any(s.kind != "image" for s in resolved)
+    bar = tqdm(unit="frame", disable=not (has_video and sys.stderr.isatty()), leave=False)
+    try:
+        for result in engine.process(resolved,
+                                     vid_stride=vid_stride, keep_image=bool(saver or window),
+                                     on_error=on_error if len(resolved) > 1 else None,
+                                     track=not no_track):
+            n_frames += 1
+            bar.update()
+            for w in writers:
+                w.write(result)
+            if saver:
+                saver.write(result)
+            if window and not window.show(result):
+                break
+            if result.frame is None:
+                if not quiet_stdout:
+                    c = result.counts()
+                    click.echo(f"{result.source}: {c['total']} faces, {c.get('with_mask', 0)} with_mask, "
+                               f"{c.get('without_mask', 0)} without_mask")
+            else:
+                stats.add(result)
+    finally:
+        bar.close()
+        for w in writers:
+            w.close()
+        if saver:
+            saver.close()
+        if window:
+            window.close()
+    elapsed = time.perf_counter() - t0
+    if not quiet_stdout:
+        for src, s in stats.summary().items():
+            people = s["people"] or {}
+            people_txt = ", ".join(f"{v} {k}" for k, v in people.items())
+            click.echo(f"{src}: {s['frames']} frames, {s['faces_per_frame_mean']} faces/frame (max "
+                       f"{s['faces_per_frame_max']}), people tracked: {people_txt or 'none'}")
+    click.echo(f"maskwatch: {n_frames} frames in {elapsed:.1f} s ({n_frames / max(elapsed, 1e-9):.1f} frames/s)"
+               + (f", results in {run_dir}" if run_dir else ""), err=True)
+    if failures:
+        click.echo(f"maskwatch: {len(failures)} input(s) could not be read", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--model", "-m", type=click.Path(path_type=Path), default=None,
+              help="maskwatch .onnx classifier (default: the bundled model).")
+@click.option("--json", "json_path", default=None, help="Write JSON Lines here ('-' = stdout, then nothing else).")
+@click.option("--csv", "csv_path", default=None, help="Write CSV here ('-' = stdout).")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
+def classify(inputs, model, json_path, csv_path, batch_size) -> None:
+    """Label each image in INPUTS (files, folders, globs) as one face crop, without face detection."""
+    from maskwatch.classify.model import MaskClassifier
+    from maskwatch.io.images import decode_image
+    from maskwatch.io.sources import resolve_sources
+    from maskwatch.io.writers import make_writer
+
+    if json_path == "-" and csv_path == "-":
+        raise InputError("--json - and --csv - both want stdout; send one of them to a file.")
+    sources = resolve_sources(inputs)
+    images = [s for s in sources if s.kind == "image"]
+    if not images:
+        raise InputError("classify takes images (files, folders or globs of images), not videos or cameras.")
+    clf = MaskClassifier(model)
+    writers = [make_writer(p, k, crops=True) for p, k in ((json_path, "json"), (csv_path, "csv")) if p]
+    quiet_stdout = "-" in (json_path, csv_path)
+    failures = 0
+    try:
+        for start in range(0, len(images), batch_size):
+            crops, names = [], []
+            for s in images[start:start + batch_size]:
+                try:
+                    crops.append(decode_image(s.target))
+                    names.append(s.target)
+                except MaskwatchError as exc:
+                    failures += 1
+                    click.echo(f"maskwatch: skipped {exc}", err=True)
+            for r in clf.classify(crops, names):
+                for w in writers:
+                    w.write(r)
+                if not quiet_stdout:
+                    click.echo(f"{r.source}\t{r.label}\t{r.score:.4f}")
+    finally:
+        for w in writers:
+            w.close()
+    if failures:
+        click.echo(f"maskwatch: {failures} image(s) could not be read", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option("--recipe", type=click.Choice(["default", "article"]), default="default", show_default=True,
+              help="default: article + low-res/brightness augmentation on detector-cropped faces; "
+                   "article: the tutorial's recipe as published.")
+@click.option("--epochs", type=click.IntRange(1), default=None)
+@click.option("--lr", type=click.FloatRange(0, 1, min_open=True), default=None, help="Adam learning rate.")
+@click.option("--batch-size", type=click.IntRange(1), default=None)
+@click.option("--crop-faces/--no-crop-faces", default=None, help="Cut training images to their largest face.")
+@click.option("--seed", type=int, default=None)
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="MobileNetV2 ImageNet weights (*_no_top.weights.h5); default: download Keras' weights.")
+@click.option("--detector", type=DETECTOR_CHOICES, default="auto", show_default=True)
+@click.option("--detector-model", type=click.Path(path_type=Path), default=None)
+@click.option("--project", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--name", default="exp", show_default=True)
+@click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue an interrupted run folder.")
+@click.option("--limit-per-class", type=click.IntRange(1), default=None, help="Use at most N images per class.")
+def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, seed, weights, detector, detector_model, project,
+          name, resume, limit_per_class) -> None:
+    """Audit DATA_DIR (one folder per class), split it, train, test and export a classifier."""
+    from maskwatch.train.recipe import get_recipe
+    from maskwatch.train.trainer import train as run_training
+
+    logging.getLogger("maskwatch").setLevel(min(logging.getLogger("maskwatch").level, logging.INFO))
+    if weights is not None and not Path(weights).is_file():
+        raise InputError(f"{weights}: weights file not found; expected MobileNetV2 *_no_top.weights.h5.")
+    r = get_recipe(recipe).with_overrides(epochs=epochs, lr=lr, batch_size=batch_size, crop_faces=crop_faces,
+                                          seed=seed)
+    res = run_training(data_dir, r, runs_root=project, name=name, base_weights=weights,
+                       detector_backend=detector, detector_model=detector_model, resume=resume,
+                       limit_per_class=limit_per_class)
+    m = res.test_metrics
+    if m:
+        from maskwatch.evaluate.classification import format_metrics
+
+        click.echo(format_metrics(m))
+    click.echo(f"model: {res.model_path}")
+    click.echo(f"run folder: {res.run_dir}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--split-file", type=click.Path(path_type=Path), default=None,
+              help="Crop data: evaluate only the files listed (e.g. a run's splits/test.txt).")
+@click.option("--detector", type=DETECTOR_CHOICES, default="auto", show_default=True)
+@click.option("--detector-model", type=click.Path(path_type=Path), default=None)
+@click.option("--face-threshold", type=click.FloatRange(0, 1), default=None)
+@click.option("--detect-size", type=click.IntRange(0, 4096), default=None)
+@click.option("--min-face", type=click.IntRange(0), default=None)
+@click.option("--project", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--name", default="exp", show_default=True)
+def evaluate(model, data, split_file, detector, detector_model, face_threshold, detect_size, min_face, project,
+             name) -> None:
+    """Score MODEL on DATA: a crop dataset (class folders) or a scene dataset (YOLO or Pascal VOC boxes)."""
+    from maskwatch.evaluate.runner import evaluate_path
+
+    out = evaluate_path(model, data, split_file=split_file, project=project, name=name,
+                        detector=detector, detector_model=detector_model,
+                        settings=_settings(face_threshold, detect_size, min_face))
+    click.echo(out.text)
+    click.echo(f"report: {out.run_dir}")
+
+
+@cli.command()
+@click.argument("source", required=False)
+@detector_options
+@click.option("--frames", type=click.IntRange(1), default=300, show_default=True, help="Frames to time.")
+@click.option("--baseline/--no-baseline", default=False,
+              help="Also time the classic tutorial pipeline (res10 SSD + Keras predict; needs [train]).")
+@click.option("--reclassify-every", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--json", "json_path", default=None, help="Also write the numbers as JSON here.")
+def benchmark(source, model, detector, detector_model, face_threshold, detect_size, min_face, frames, baseline,
+              reclassify_every, json_path) -> None:
+    """Frames/s end to end and milliseconds per stage on a video or folder (SOURCE)."""
+    from maskwatch.benchmark import format_table, run_benchmark
+
+    rows = run_benchmark(source, frames=frames, baseline=baseline, reclassify_every=reclassify_every,
+                         engine_factory=lambda **kw: _engine(model, detector, detector_model, face_threshold,
+                                                             detect_size, min_face, **kw))
+    click.echo(format_table(rows))
+    if json_path:
+        from maskwatch.io.writers import _open_text
+
+        fh, owned = _open_text(json_path)
+        fh.write(json.dumps(rows, indent=2) + "\n")
+        if owned:
+            fh.close()
+
+
+@cli.group()
+def models() -> None:
+    """Model files: show a model card, fetch the YuNet face detector."""
+
+
+@models.command("info")
+@click.argument("model", type=click.Path(path_type=Path), required=False)
+def models_info(model) -> None:
+    """Print what a maskwatch model file says about itself (default: the bundled model)."""
+    from maskwatch.classify.model import MaskClassifier
+
+    click.echo(json.dumps(MaskClassifier(model).describe(), indent=2))
+
+
+@models.command("fetch")
+@click.option("--dest", type=click.Path(path_type=Path), default=None, help="Folder (default: the user cache).")
+def models_fetch(dest) -> None:
+    """Download the YuNet face detector from OpenCV's model zoo (sha256-checked)."""
+    from maskwatch.faces.models import fetch_yunet
+
+    click.echo(str(fetch_yunet(dest)))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--model", "-m", type=click.Path(path_type=Path), default=None)
+@click.option("--detector", type=DETECTOR_CHOICES, default="auto", show_default=True)
+@click.option("--detector-model", type=click.Path(path_type=Path), default=None)
+@click.option("--max-upload-mb", type=click.FloatRange(0.01), default=20.0, show_default=True)
+def serve(host, port, model, detector, detector_model, max_upload_mb) -> None:
+    """Start the web app and HTTP API (page at /, API docs at /docs)."""
+    try:
+        from maskwatch.server import serve as run_server
+    except ImportError as exc:
+        raise MaskwatchError(f'the web app needs the serve extra: pip install "maskwatch[serve]" ({exc.name} missing)') from exc
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"maskwatch: warning: listening on {host}: anyone who can reach this machine can use the "
+                   "server", err=True)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"maskwatch: serving on http://{shown}:{port}/  (Ctrl+C to stop)", err=True)
+    run_server(host=host, port=port, model=model, detector=detector, detector_model=detector_model,
+               max_upload_mb=max_upload_mb)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and turn every expected failure into one line on stderr."""
+    try:
+        cli.main(args=argv, prog_name="maskwatch", standalone_mode=False)
+        return 0
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+        return 2
+    except click.exceptions.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        click.echo(f"maskwatch: error: {exc.format_message()}{hint}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("maskwatch: aborted", err=True)
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except MaskwatchError as exc:
+        if os.environ.get("MASKWATCH_DEBUG"):
+            raise
+        click.echo(f"maskwatch: error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("maskwatch: interrupted", err=True)
+        return 130
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
+        if os.environ.get("MASKWATCH_DEBUG"):
+            raise
+        click.echo(f"maskwatch: internal error: {type(exc).__name__}: {exc} (rerun with MASKWATCH_DEBUG=1 "
+                   "for details and please report it)", err=True)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

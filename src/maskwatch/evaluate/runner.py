@@ -1,0 +1,108 @@
+"""``maskwatch evaluate MODEL DATA``: pick the right evaluation for DATA and write a report folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maskwatch.errors import DataError
+from maskwatch.evaluate.classification import classification_metrics, format_metrics, save_gallery, write_report
+from maskwatch.runs import new_run_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluationOutput:
+    kind: str  # "crops" | "scenes"
+    metrics: dict
+    run_dir: Path
+    text: str
+
+
+def is_crop_dataset(data: Path, classes) -> bool:
+    return any((data / c).is_dir() for c in classes)
+
+
+def evaluate_crops(model_path, data: Path, split_file: Path | None, run_dir: Path, detector: str = "auto",
+                   detector_model=None, progress: bool = True) -> EvaluationOutput:
+    """Classify every image of a crop dataset (or those in ``split_file``) and score the model.
+
+    Images go through the same face cropping the model was trained with (its metadata says).
+    """
+    from maskwatch.classify.model import MaskClassifier
+    from maskwatch.data import face_cropper, load_crops
+    from maskwatch.io.images import decode_image
+    from maskwatch.train.audit import list_class_files
+    from maskwatch.train.split import load_split_file
+
+    clf = MaskClassifier(model_path)
+    classes = clf.classes
+    if split_file is not None:
+        if not Path(split_file).is_file():
+            raise DataError(f"{split_file}: split file not found; expected a run's splits/test.txt.")
+        items = load_split_file(split_file, data)
+        unknown = {lab for lab, _ in items} - set(classes)
+        if unknown:
+            raise DataError(f"{split_file}: labels {sorted(unknown)} are not classes of the model {list(classes)}")
+    else:
+        files = list_class_files(data, classes)
+        items = [(c, p) for c in classes for p in files[c]]
+    recipe = clf.info.metadata.get("recipe", {})
+    cropper = face_cropper(bool(recipe.get("crop_faces", False)), float(recipe.get("margin", 0.15)),
+                           detector, detector_model)
+    from maskwatch.errors import MaskwatchError
+
+    good, skipped = [], []
+    for lab, p in items:
+        try:
+            decode_image(p)
+            good.append((lab, p))
+        except MaskwatchError as exc:
+            skipped.append(f"{p}: {exc}")
+    if not good:
+        raise DataError(f"{data}: none of the {len(items)} images could be read.")
+    x, y, n_cropped = load_crops(good, classes, clf.input_size, cropper, "evaluate", progress)
+    probs = np.concatenate([clf.predict_batch(x[i:i + 64].astype(np.float32)) for i in range(0, len(x), 64)])
+    metrics = classification_metrics(y, probs, classes)
+    metrics["faces_cropped"] = n_cropped
+    metrics["skipped"] = skipped
+    write_report(metrics, run_dir, f"{Path(model_path).name if model_path else 'default model'} on {Path(data).name}")
+    wrong = np.nonzero(probs.argmax(1) != y)[0]
+    save_gallery([(decode_image(good[i][1]), f"{classes[y[i]]}->{classes[int(probs[i].argmax())]}")
+                  for i in wrong[:60]], run_dir / "misclassified.jpg")
+    (run_dir / "misclassified.txt").write_text(
+        "".join(f"{good[i][1]}\ttrue={classes[y[i]]}\tpred={classes[int(probs[i].argmax())]}\t"
+                f"p={probs[i].max():.3f}\n" for i in wrong))
+    text = format_metrics(metrics)
+    if skipped:
+        text += f"\nskipped {len(skipped)} unreadable image(s) (listed in metrics.json)"
+    return EvaluationOutput("crops", metrics, run_dir, text)
+
+
+def evaluate_path(model_path, data, split_file=None, project="runs", name="exp", detector: str = "auto",
+                  detector_model=None, settings=None, progress: bool = True) -> EvaluationOutput:
+    """Evaluate ``model_path`` on ``data``: crop dataset (class folders) or scene dataset (YOLO / VOC)."""
+    from maskwatch.classify.model import MaskClassifier
+
+    data = Path(data)
+    if not data.exists():
+        raise DataError(f"{data}: no such folder; expected class folders (crops) or a YOLO / Pascal VOC dataset.")
+    classes = MaskClassifier(model_path).classes  # fail on a bad model before any work
+    if is_crop_dataset(data, classes) or split_file is not None:
+        run_dir = new_run_dir(project, "evaluate", name)
+        return evaluate_crops(model_path, data, split_file, run_dir, detector, detector_model, progress)
+    from maskwatch.engine import MaskDetector
+    from maskwatch.evaluate.detection import evaluate_scenes, format_scene_metrics
+    from maskwatch.evaluate.scenes import load_scene_dataset
+
+    images = load_scene_dataset(data)
+    engine = MaskDetector(model_path, detector=detector, detector_model=detector_model, settings=settings)
+    run_dir = new_run_dir(project, "evaluate", name)
+    metrics = evaluate_scenes(engine, images, progress=progress)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    return EvaluationOutput("scenes", metrics, run_dir, format_scene_metrics(metrics))

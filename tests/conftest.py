@@ -1,0 +1,77 @@
+"""Shared fixtures: where ../shared is, which model to use, small generated images."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MASKWATCH_SHARED", ROOT.parent / "shared")).resolve()
+HAS_SHARED = (SHARED / "data").is_dir()
+FACE_DIR = SHARED / "weights" / "face"
+
+needs_shared = pytest.mark.skipif(
+    not HAS_SHARED, reason=f"needs the shared data folder at {SHARED} (set MASKWATCH_SHARED); absent here"
+)
+
+if HAS_SHARED and FACE_DIR.is_dir() and "MASKWATCH_MODELS" not in os.environ:
+    os.environ["MASKWATCH_MODELS"] = str(FACE_DIR)
+
+
+def default_model_path() -> Path | None:
+    env = os.environ.get("MASKWATCH_TEST_MODEL")
+    if env:
+        return Path(env)
+    from maskwatch.classify.model import DEFAULT_MODEL_PATH
+
+    return DEFAULT_MODEL_PATH if DEFAULT_MODEL_PATH.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    p = default_model_path()
+    if p is None or not p.is_file():
+        pytest.skip("no classifier model: the bundled model is missing and MASKWATCH_TEST_MODEL is unset")
+    return p
+
+
+@pytest.fixture(scope="session")
+def engine(model_path):
+    from maskwatch.engine import MaskDetector
+
+    return MaskDetector(model_path)
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not HAS_SHARED:
+        pytest.skip(f"needs the shared data folder at {SHARED}")
+    return SHARED
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300):
+    """Run ``python -m maskwatch ARGS`` as a user would; returns the CompletedProcess."""
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "maskwatch", *args], capture_output=True, text=True,
+                          cwd=cwd, env=full_env, timeout=timeout)
+
+
+def assert_one_line_error(proc, *fragments: str) -> None:
+    """A failed command: non-zero exit, no traceback, one ``maskwatch: error`` line naming the problem."""
+    assert proc.returncode != 0, proc
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("maskwatch: error:")]
+    assert len(errors) == 1, proc.stderr
+    for frag in fragments:
+        assert frag.lower() in errors[0].lower(), (frag, errors[0])
+
+
+@pytest.fixture()
+def rng():
+    return np.random.default_rng(0)
