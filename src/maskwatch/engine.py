@@ -103,33 +103,53 @@ class MaskDetector:
         With a ``tracker`` (video), faces continue tracks from earlier frames and only new or stale
         tracks go through the classifier; each face then carries its track's mean probabilities.
         """
+        t0 = time.perf_counter()
+        boxes = self.find_faces(image_bgr)
+        detect_ms = (time.perf_counter() - t0) * 1e3
+        return self.label_faces(image_bgr, boxes, source=source, frame=frame, time_s=time_s, keep_image=keep_image,
+                                tracker=tracker, timings_ms={"detect": detect_ms})
+
+    def find_faces(self, image_bgr: np.ndarray) -> FaceBoxes:
+        """Stage 1: face boxes in one BGR ``uint8`` image."""
         if not isinstance(image_bgr, np.ndarray) or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
             shape = getattr(image_bgr, "shape", type(image_bgr).__name__)
             raise InputError(f"expected a BGR uint8 image of shape (H, W, 3), got {shape}")
-        t0 = time.perf_counter()
-        boxes = self.face_detector.detect(image_bgr)
+        return self.face_detector.detect(image_bgr)
+
+    def label_faces(
+        self,
+        image_bgr: np.ndarray,
+        boxes: FaceBoxes,
+        source: str = "<array>",
+        frame: int | None = None,
+        time_s: float | None = None,
+        keep_image: bool = False,
+        tracker: FaceTracker | None = None,
+        timings_ms: dict[str, float] | None = None,
+    ) -> FrameResult:
+        """Stage 2: crop every face and classify them in one batch (only new or stale tracks with a tracker)."""
         t1 = time.perf_counter()
         track_ids = None
         if tracker is None:
             probs = self.classifier.predict([crop_face(image_bgr, b, self.margin) for b in boxes.xyxy])
+            n_classified = len(boxes)
         else:
             index = frame if frame is not None else 0
             track_ids, need = tracker.assign(boxes.xyxy, index)
             fresh = self.classifier.predict([crop_face(image_bgr, boxes.xyxy[i], self.margin) for i in need])
             for i, p in zip(need, fresh):
                 tracker.vote(track_ids[i], p, index)
+            n_classified = len(need)
             probs = np.array([tracker.tracks[t].probs for t in track_ids], np.float32).reshape(len(boxes), -1)
         t2 = time.perf_counter()
         h, w = image_bgr.shape[:2]
         return FrameResult(
             source=source, width=w, height=h, faces=self._faces(probs, boxes, track_ids), frame=frame,
-            time_s=time_s,
-            timings_ms={"detect": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3},
-            image=image_bgr if keep_image else None,
+            time_s=time_s, timings_ms={**(timings_ms or {}), "classify": (t2 - t1) * 1e3},
+            image=image_bgr if keep_image else None, classified=n_classified,
         )
 
-    def detect_bytes(self, data: bytes, source: str = "<upload>", keep_image: bool = False) -> FrameResult:
-        """Decode image bytes (any common format, EXIF-rotated) and detect."""
+    def _decode_and_detect(self, data: bytes | str | Path, source: str, keep_image: bool) -> FrameResult:
         t0 = time.perf_counter()
         image = decode_image(data, name=source, max_pixels=self.max_pixels)
         decode_ms = (time.perf_counter() - t0) * 1e3
@@ -137,14 +157,13 @@ class MaskDetector:
         result.timings_ms = {"decode": decode_ms, **result.timings_ms}
         return result
 
+    def detect_bytes(self, data: bytes, source: str = "<upload>", keep_image: bool = False) -> FrameResult:
+        """Decode image bytes (any common format, EXIF-rotated) and detect."""
+        return self._decode_and_detect(data, source, keep_image)
+
     def detect_file(self, path: str | Path, keep_image: bool = False) -> FrameResult:
         """Read an image file and detect; ``source`` in the result is the path as given."""
-        t0 = time.perf_counter()
-        image = decode_image(path, max_pixels=self.max_pixels)
-        decode_ms = (time.perf_counter() - t0) * 1e3
-        result = self.detect(image, source=str(path), keep_image=keep_image)
-        result.timings_ms = {"decode": decode_ms, **result.timings_ms}
-        return result
+        return self._decode_and_detect(Path(path), str(path), keep_image)
 
     def new_tracker(self) -> FaceTracker:
         """A face tracker for one video, set up with this detector's tracking settings."""
@@ -154,18 +173,72 @@ class MaskDetector:
                 on_error=None, track: bool = True) -> Iterator[FrameResult]:
         """Run on images, folders, globs, video files, camera indices or stream URLs, frame by frame.
 
+        Decoding and face detection of the next frames run in a background thread while the
+        classifier works on the current one (both release the GIL), so the two cores are both used.
         Video frames are tracked (see :mod:`maskwatch.track`) unless ``track`` is false.
         """
-        from maskwatch.io.sources import iter_frames, resolve_sources
+        from maskwatch.io.sources import resolve_sources
 
-        for src in resolve_sources(sources):
-            tracker = self.new_tracker() if track and src.kind != "image" else None
-            for fr in iter_frames(src, vid_stride=vid_stride, max_pixels=self.max_pixels, on_error=on_error):
-                result = self.detect(fr.image, source=fr.source, frame=fr.index, time_s=fr.time_s,
-                                     keep_image=keep_image, tracker=tracker)
-                result.timings_ms = {"decode": fr.decode_ms, **result.timings_ms}
-                yield result
+        resolved = resolve_sources(sources)
+        trackers: dict[int, FaceTracker | None] = {}
+        for k, fr, boxes, detect_ms in _prefetch(self, resolved, vid_stride, on_error):
+            if k not in trackers:
+                trackers.clear()  # one source at a time: earlier trackers are done
+                trackers[k] = self.new_tracker() if track and resolved[k].kind != "image" else None
+            yield self.label_faces(fr.image, boxes, source=fr.source, frame=fr.index, time_s=fr.time_s,
+                                   keep_image=keep_image, tracker=trackers[k],
+                                   timings_ms={"decode": fr.decode_ms, "detect": detect_ms})
 
     def classify(self, crops_bgr: Sequence[np.ndarray], sources: Iterable[str] | None = None) -> list[CropResult]:
         """Label whole images as face crops (no face detection); see :meth:`MaskClassifier.classify`."""
         return self.classifier.classify(list(crops_bgr), None if sources is None else list(sources))
+
+
+_DONE = object()
+
+
+def _prefetch(engine: MaskDetector, sources: list[Source], vid_stride: int, on_error, depth: int = 4):
+    """Yield ``(source index, frame, boxes, detect ms)`` decoded and detected by a background thread."""
+    import queue
+    import threading
+
+    from maskwatch.io.sources import iter_frames
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for k, src in enumerate(sources):
+                for fr in iter_frames(src, vid_stride=vid_stride, max_pixels=engine.max_pixels, on_error=on_error):
+                    t0 = time.perf_counter()
+                    boxes = engine.find_faces(fr.image)
+                    if not put((k, fr, boxes, (time.perf_counter() - t0) * 1e3)):
+                        return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            put(exc)
+            return
+        put(_DONE)
+
+    thread = threading.Thread(target=work, name="maskwatch-decode-detect", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)

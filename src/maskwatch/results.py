@@ -69,7 +69,8 @@ class FrameResult:
 
     ``frame`` and ``time_s`` are ``None`` for still images. ``timings_ms`` holds per-stage times
     (``decode``, ``detect``, ``classify``); ``image`` optionally keeps the decoded BGR image for
-    annotation and is never serialised.
+    annotation and is never serialised; ``classified`` is how many faces went through the classifier
+    for this frame (fewer than ``len(faces)`` when video tracking reused earlier verdicts).
     """
 
     source: str
@@ -80,6 +81,7 @@ class FrameResult:
     time_s: float | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
+    classified: int = field(default=0, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.faces)
