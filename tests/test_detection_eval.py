@@ -1,0 +1,256 @@
+"""Detection AP on scene datasets: pure metric functions, YOLO / VOC loading, and one real run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import default_model_path
+
+from maskwatch.errors import DataError
+from maskwatch.evaluate.detection import (
+    ScenePrediction, average_precision, box_iou, detection_ap, evaluate_scenes, format_scene_metrics,
+    match_detections, scene_metrics,
+)
+from maskwatch.evaluate.scenes import SceneImage, detect_format, load_scene_dataset, load_scenes, map_class_name
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DIR = Path(os.environ.get("MASKWATCH_SHARED", REPO / ".." / "shared")).resolve()
+
+GT = np.array([[10, 10, 50, 50], [100, 100, 160, 180]], dtype=float)
+
+
+# ----------------------------------------------------------------------------------- pure functions
+
+
+def test_box_iou():
+    a = np.array([[0, 0, 10, 10]])
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 0, 0]])
+    np.testing.assert_allclose(box_iou(a, b)[0], [1.0, 50 / 150, 0.0, 0.0])
+    assert box_iou(np.zeros((0, 4)), b).shape == (0, 4)
+
+
+def test_perfect_detections_give_ap_one():
+    res = detection_ap([(GT, np.array([0.9, 0.8]))], [GT])
+    assert res["ap"] == pytest.approx(1.0)
+    assert res["recall"] == pytest.approx(1.0)
+
+
+def test_missed_box_lowers_recall_and_ap():
+    res = detection_ap([(GT[:1], np.array([0.9]))], [GT])
+    assert res["recall"] == pytest.approx(0.5)
+    assert res["ap"] == pytest.approx(0.5)
+
+
+def test_duplicate_detection_is_false_positive():
+    boxes = np.array([GT[0], GT[0] + 1, GT[1]])
+    tp = match_detections(boxes, np.array([0.9, 0.8, 0.7]), GT)
+    assert tp.tolist() == [True, False, True]
+    res = detection_ap([(boxes, np.array([0.9, 0.8, 0.7]))], [GT])
+    # ranks: TP, FP, TP -> precision at recall 1 is 2/3
+    assert res["ap"] == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
+
+
+def test_matching_is_by_descending_score_not_input_order():
+    # The better-placed box has the lower score: the higher score claims the face first.
+    boxes = np.array([GT[0], GT[0] + [3, 3, 3, 3]])
+    tp = match_detections(boxes, np.array([0.2, 0.9]), GT[:1])
+    assert tp.tolist() == [False, True]
+
+
+def test_iou_threshold():
+    shifted = GT[:1] + [20, 0, 20, 0]  # IoU = 20*40 / (60*40) = 1/3
+    assert not match_detections(shifted, [1.0], GT[:1], iou=0.5)[0]
+    assert match_detections(shifted, [1.0], GT[:1], iou=0.3)[0]
+
+
+def test_average_precision_all_point_interpolation():
+    # precision is made monotone from the right before integrating
+    assert average_precision(np.array([0.5, 0.5, 1.0]), np.array([1.0, 0.5, 0.667])) == pytest.approx(
+        0.5 + 0.5 * 0.667)
+    assert detection_ap([(np.zeros((0, 4)), np.zeros(0))], [GT])["ap"] == 0.0
+    assert np.isnan(detection_ap([(GT, np.ones(2))], [np.zeros((0, 4))])["ap"])
+
+
+def _scene(boxes, labels):
+    return SceneImage(Path("x.jpg"), np.asarray(boxes, float), labels, 200, 200)
+
+
+def test_scene_metrics_class_confusion():
+    images = [_scene(GT, ["with_mask", "without_mask"])]
+    # both faces found; the second (higher face score) is called with_mask although it is without_mask
+    probs = np.array([[0.9, 0.1], [0.8, 0.2]])
+    m = scene_metrics([ScenePrediction(GT, [0.8, 0.95], probs)], images)
+    assert m["face_ap"] == pytest.approx(1.0)
+    assert m["face_recall@0.5"] == pytest.approx(1.0)
+    assert m["ap"]["with_mask"] == pytest.approx(0.5)  # the confused face (FP) ranks above the TP
+    assert m["ap"]["without_mask"] == pytest.approx(1.0)  # the low-ranked class score still finds it
+    assert m["map"] == pytest.approx(0.75)
+    op = m["operating_point"]
+    assert op["with_mask"]["fp"] == 1 and op["without_mask"]["fn"] == 1
+    assert op["overall"]["precision"] == pytest.approx(0.5)
+    assert op["faces"]["precision"] == pytest.approx(1.0)
+    # one detection per face for its top label: the confused face is lost for without_mask
+    arg = scene_metrics([ScenePrediction(GT, [0.8, 0.95], probs)], images, class_score="argmax")
+    assert arg["ap"]["without_mask"] == 0.0
+    assert "with_mask" in format_scene_metrics(m)
+
+
+def test_scene_metrics_perfect_and_empty_image():
+    images = [_scene(GT, ["with_mask", "without_mask"]), _scene(np.zeros((0, 4)), [])]
+    preds = [ScenePrediction(GT, [0.9, 0.8], [[1.0, 0.0], [0.0, 1.0]]), ScenePrediction(np.zeros((0, 4)), [], [])]
+    m = scene_metrics(preds, images)
+    assert m["map"] == pytest.approx(1.0) and m["face_ap"] == pytest.approx(1.0)
+    assert m["n_images"] == 2 and m["n_boxes"] == 2 and m["n_detections"] == 2
+
+
+def test_recall_at_iou_03_forgives_shifted_boxes():
+    shifted = GT + [[0, 16, 0, 16], [0, 20, 0, 20]]  # drawn lower than the annotator's boxes
+    m = scene_metrics([ScenePrediction(shifted, [0.9, 0.8], [[1, 0], [0, 1]])],
+                      [_scene(GT, ["with_mask", "without_mask"])])
+    assert m["face_recall@0.5"] == pytest.approx(0.5)
+    assert m["face_recall@0.3"] == pytest.approx(1.0)
+
+
+# -------------------------------------------------------------------------------------- dataset I/O
+
+
+def _write_image(path: Path, w: int = 200, h: int = 100) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((h, w, 3), 127, np.uint8))
+
+
+def test_load_yolo(tmp_path):
+    _write_image(tmp_path / "images" / "a.jpg", 200, 100)
+    _write_image(tmp_path / "images" / "b.png", 50, 50)  # no label file: a photo without faces
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("1 0.25 0.5 0.1 0.2\n0 0.75 0.5 0.2 0.4\n\n")
+    (tmp_path / "classes.txt").write_text("no_mask\nmask")  # no trailing newline, like scenes-dev
+    assert detect_format(tmp_path) == "yolo"
+    scenes = load_scenes(tmp_path)
+    assert [s.path.name for s in scenes] == ["a.jpg", "b.png"]
+    a = scenes[0]
+    assert a.labels == ["with_mask", "without_mask"]
+    np.testing.assert_allclose(a.boxes, [[40, 40, 60, 60], [130, 30, 170, 70]])
+    assert (a.width, a.height) == (200, 100)
+    assert len(scenes[1]) == 0 and scenes[1].boxes.shape == (0, 4)
+
+
+def test_load_yolo_uses_exif_corrected_size(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    img = Image.new("RGB", (200, 100), (100, 100, 100))
+    exif = img.getexif()
+    exif[274] = 6  # rotate 90 degrees when displayed: the decoded image is 100 x 200
+    img.save(tmp_path / "images" / "r.jpg", exif=exif)
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "r.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    (tmp_path / "classes.txt").write_text("mask\n")
+    s = load_scenes(tmp_path)[0]
+    assert (s.width, s.height) == (100, 200)
+    np.testing.assert_allclose(s.boxes, [[25, 50, 75, 150]])
+
+
+VOC_XML = """<annotation><folder>x</folder><filename>{name}</filename>
+<size><width>200</width><height>100</height><depth>3</depth></size>
+<object><name>{cls1}</name><difficult>0</difficult>
+  <bndbox><xmin>10</xmin><ymin>20</ymin><xmax>40</xmax><ymax>60</ymax></bndbox></object>
+<object><name>without_mask</name>
+  <bndbox><xmin>100</xmin><ymin>10</ymin><xmax>150</xmax><ymax>70</ymax></bndbox></object>
+</annotation>"""
+
+
+def test_load_voc_annotations_folder(tmp_path):
+    _write_image(tmp_path / "JPEGImages" / "p.jpg")
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "p.xml").write_text(VOC_XML.format(name="p.jpg", cls1="Masked"))
+    assert detect_format(tmp_path) == "voc"
+    (s,) = load_scene_dataset(tmp_path)
+    assert s.path == tmp_path / "JPEGImages" / "p.jpg"
+    assert s.labels == ["with_mask", "without_mask"]
+    np.testing.assert_allclose(s.boxes, [[10, 20, 40, 60], [100, 10, 150, 70]])
+    assert (s.width, s.height) == (200, 100)
+
+
+def test_load_voc_xml_beside_images(tmp_path):
+    _write_image(tmp_path / "q.jpg")
+    (tmp_path / "q.xml").write_text(VOC_XML.format(name="elsewhere/q.jpg", cls1="mask"))
+    (s,) = load_scenes(tmp_path)
+    assert s.path.name == "q.jpg" and len(s) == 2
+
+
+def test_bad_class_name_is_data_error(tmp_path):
+    _write_image(tmp_path / "images" / "a.jpg")
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    (tmp_path / "classes.txt").write_text("helmet\n")
+    with pytest.raises(DataError, match="helmet") as exc:
+        load_scenes(tmp_path)
+    assert "no_mask" in str(exc.value) and "with_mask" in str(exc.value)
+
+    voc = tmp_path / "voc"
+    _write_image(voc / "JPEGImages" / "p.jpg")
+    (voc / "Annotations").mkdir()
+    (voc / "Annotations" / "p.xml").write_text(VOC_XML.format(name="p.jpg", cls1="mask_weared_incorrect"))
+    with pytest.raises(DataError, match="mask_weared_incorrect"):
+        load_scenes(voc)
+    with pytest.raises(DataError, match="unknown class"):
+        map_class_name("person")
+
+
+def test_not_a_scene_dataset_is_data_error(tmp_path):
+    _write_image(tmp_path / "only" / "a.jpg")
+    with pytest.raises(DataError, match="neither a YOLO"):
+        load_scenes(tmp_path / "only")
+    with pytest.raises(DataError, match="no such folder"):
+        load_scenes(tmp_path / "missing")
+
+
+def test_yolo_bad_class_index_and_line(tmp_path):
+    _write_image(tmp_path / "images" / "a.jpg")
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "classes.txt").write_text("no_mask\nmask\n")
+    (tmp_path / "labels" / "a.txt").write_text("2 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(DataError, match="class 2"):
+        load_scenes(tmp_path)
+    (tmp_path / "labels" / "a.txt").write_text("1 0.5 0.5\n")
+    with pytest.raises(DataError, match="a.txt:1"):
+        load_scenes(tmp_path)
+
+
+# ------------------------------------------------------------------------------------ shared data
+
+
+@pytest.mark.shared
+def test_face_recall_on_scenes_dev_subset():
+    data = SHARED_DIR / "data" / "scenes-dev"
+    face_model = SHARED_DIR / "weights" / "face"
+    if not data.is_dir() or not face_model.is_dir():
+        pytest.skip(f"needs the shared scene set at {data} and YuNet in {face_model} (set MASKWATCH_SHARED)")
+    images = load_scenes(data)
+    assert len(images) == 237 and sum(len(s) for s in images) == 980
+    subset = images[::12][:20]
+    model = default_model_path()
+    if model is not None and model.is_file():
+        # The whole pipeline, as `maskwatch evaluate` runs it.
+        from maskwatch.engine import MaskDetector
+
+        m = evaluate_scenes(MaskDetector(model, detector_model=face_model), subset, progress=False)
+    else:
+        # No trained classifier here: face recall is class-agnostic, so score the face detector's
+        # boxes through the same metric code with uniform class probabilities.
+        from maskwatch.faces.detector import create_face_detector
+        from maskwatch.io.images import decode_image
+
+        fd = create_face_detector("auto", face_model)
+        preds = []
+        for s in subset:
+            boxes = fd.detect(decode_image(s.path))
+            preds.append(ScenePrediction(np.round(boxes.xyxy), boxes.scores, np.full((len(boxes), 2), 0.5)))
+        m = scene_metrics(preds, subset)
+    assert m["n_images"] == 20
+    assert m["face_recall@0.3"] > 0.7, format_scene_metrics(m)
