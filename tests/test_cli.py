@@ -84,6 +84,18 @@ def test_bad_model_files(tmp_path, blank):
 
 
 @needs_shared
+def test_truncated_video_reports_the_frames_it_got(shared, model_path, tmp_path):
+    data = (shared / "data" / "video" / "single-masked.mp4").read_bytes()
+    cut = tmp_path / "cut clip.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    proc = run_cli("detect", str(cut), "-m", str(model_path), "--json", str(tmp_path / "out.jsonl"))
+    assert_one_line_error(proc, "truncated")
+    assert "[h264" not in proc.stderr  # no FFmpeg noise
+    frames = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert 10 < len(frames) < 244  # what could be decoded was processed and kept
+
+
+@needs_shared
 def test_model_of_the_wrong_kind(shared, blank):
     yunet = shared / "weights" / "face" / "face_detection_yunet_2023mar.onnx"
     assert_one_line_error(run_cli("classify", str(blank), "-m", str(yunet)), "not a maskwatch classifier")

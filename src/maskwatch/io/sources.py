@@ -91,11 +91,14 @@ def resolve_sources(specs: Sequence[str | Path | Source]) -> list[Source]:
 
 def open_capture(source: Source):
     """Open a video file, camera or stream with OpenCV, or raise :class:`InputError`."""
+    import os
+
     import cv2
 
     from maskwatch.faces.detector import quiet_opencv
 
     quiet_opencv()
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own notes; we report problems ourselves
     target: int | str = int(source.target) if source.kind == "camera" else source.target
     cap = cv2.VideoCapture(target)
     if not cap.isOpened():
@@ -115,6 +118,7 @@ def iter_video(source: Source, vid_stride: int = 1) -> Iterator[Frame]:
     import cv2
 
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if source.kind == "video" else 0
     if not (0 < fps < 1000):
         fps = 0.0
     index = 0
@@ -138,6 +142,10 @@ def iter_video(source: Source, vid_stride: int = 1) -> Iterator[Frame]:
         cap.release()
     if index == 0 and source.kind == "video":
         raise InputError(f"{source.target}: no frame could be decoded (corrupt, truncated or unsupported codec).")
+    # Containers may misstate their length by a frame or two; a large shortfall is a cut-off file.
+    if expected and index < expected - max(2, expected // 50):
+        raise InputError(f"{source.target}: video ended after {index} of {expected} frames; the file is truncated "
+                         "or corrupt (results cover the decoded frames only).")
 
 
 def iter_frames(
