@@ -2,13 +2,14 @@
 
 import numpy as np
 
-from maskwatch.track import FaceTracker, iou_matrix
+from maskwatch.boxes import box_iou
+from maskwatch.track import FaceTracker
 
 
 def test_iou():
     a = np.array([[0, 0, 10, 10]], np.float32)
     b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
-    assert np.allclose(iou_matrix(a, b), [[1.0, 1 / 3, 0.0]], atol=1e-6)
+    assert np.allclose(box_iou(a, b), [[1.0, 1 / 3, 0.0]], atol=1e-6)
 
 
 def test_moving_face_keeps_its_track_and_is_reclassified_periodically():

@@ -12,19 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of boxes ``a`` ``(n, 4)`` and ``b`` ``(m, 4)`` in xyxy."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+from maskwatch.boxes import box_iou
 
 
 @dataclass
@@ -68,7 +56,7 @@ class FaceTracker:
         """Match ``boxes`` to tracks; return each box's track id and the indices that need the classifier."""
         ids = list(self.tracks)
         prev = np.array([self.tracks[i].box for i in ids], np.float32).reshape(-1, 4)
-        iou = iou_matrix(np.asarray(boxes, np.float32).reshape(-1, 4), prev)
+        iou = box_iou(np.asarray(boxes, np.float32).reshape(-1, 4), prev)
         track_of = [-1] * len(boxes)
         if iou.size:
             order = np.dstack(np.unravel_index(np.argsort(-iou, axis=None), iou.shape))[0]
