@@ -54,8 +54,10 @@ class Recipe:
 PRESETS: dict[str, Recipe] = {
     # The tutorial's recipe, as published: frozen base, Adam 1e-5, BCE, 15 epochs, batch 32.
     "article": Recipe(),
-    # The default: the article's recipe plus what real crowd photos need, on detector-cropped faces.
-    "default": Recipe(name="default", lowres_prob=0.3, brightness=0.2, contrast=0.2, crop_faces=True),
+    # The default: the article's recipe at a 10x higher learning rate (measured: validation loss
+    # 0.026 after 15 epochs against 0.13 at 1e-5, which was still falling), plus what real crowd
+    # photos need (low-resolution, brightness and contrast augmentation), on detector-cropped faces.
+    "default": Recipe(name="default", lr=1e-4, lowres_prob=0.3, brightness=0.2, contrast=0.2, crop_faces=True),
 }
 
 
