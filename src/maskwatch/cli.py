@@ -40,8 +40,8 @@ def _settings(face_threshold, detect_size, min_face):
     kw = {}
     if face_threshold is not None:
         kw["score_threshold"] = face_threshold
-    if detect_size is not None:
-        kw["detect_size"] = None if detect_size == 0 else detect_size
+    if detect_size is not None:  # given explicitly: for photos and video frames alike
+        kw["detect_size"] = kw["video_detect_size"] = None if detect_size == 0 else detect_size
     if min_face is not None:
         kw["min_face"] = min_face
     return DetectorSettings(**kw)
@@ -59,7 +59,8 @@ def detector_options(f):
         click.option("--face-threshold", type=click.FloatRange(0, 1), default=None,
                      help="Minimum face-detector confidence."),
         click.option("--detect-size", type=click.IntRange(0, 4096), default=None,
-                     help="Scale the long side to this many pixels for detection (0: native size)."),
+                     help="Scale the long side to this many pixels for face detection (0: native size; "
+                          "default 1280 for photos, 640 for video frames)."),
         click.option("--min-face", type=click.IntRange(0), default=None, help="Ignore faces narrower than N pixels."),
     ]
     for opt in reversed(options):
@@ -342,13 +343,14 @@ def serve(host, port, model, detector, detector_model, max_upload_mb) -> None:
         from maskwatch.server import serve as run_server
     except ImportError as exc:
         raise MaskwatchError(f'the web app needs the serve extra: pip install "maskwatch[serve]" ({exc.name} missing)') from exc
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        click.echo(f"maskwatch: warning: listening on {host}: anyone who can reach this machine can use the "
-                   "server", err=True)
-    shown = f"[{host}]" if ":" in host else host
-    click.echo(f"maskwatch: serving on http://{shown}:{port}/  (Ctrl+C to stop)", err=True)
-    run_server(host=host, port=port, model=model, detector=detector, detector_model=detector_model,
-               max_upload_mb=max_upload_mb)
+    logging.getLogger("maskwatch.server").setLevel(logging.WARNING)  # its non-loopback warning
+    try:
+        run_server(host=host, port=port, model=model, detector=detector, detector_model=detector_model,
+                   max_upload_mb=max_upload_mb,
+                   on_ready=lambda url: click.echo(f"maskwatch: serving on {url}  (Ctrl+C to stop)", err=True))
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        pass
+    click.echo("maskwatch: server stopped", err=True)
 
 
 def main(argv: list[str] | None = None) -> int:

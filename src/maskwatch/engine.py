@@ -67,6 +67,12 @@ class MaskDetector:
     ) -> None:
         self.classifier = MaskClassifier(model, threads=threads)
         self.face_detector = create_face_detector(detector, detector_model, settings)
+        video_settings = self.face_detector.settings.for_video()
+        self.video_face_detector = (
+            self.face_detector if video_settings == self.face_detector.settings
+            else create_face_detector(self.face_detector.name, getattr(self.face_detector, "model_path", None),
+                                      video_settings)
+        )
         self.margin = float(self.classifier.info.preprocessing.get("margin", DEFAULT_MARGIN))
         self.max_pixels = max_pixels
         if reclassify_every < 1:
@@ -104,17 +110,17 @@ class MaskDetector:
         tracks go through the classifier; each face then carries its track's mean probabilities.
         """
         t0 = time.perf_counter()
-        boxes = self.find_faces(image_bgr)
+        boxes = self.find_faces(image_bgr, video=tracker is not None)
         detect_ms = (time.perf_counter() - t0) * 1e3
         return self.label_faces(image_bgr, boxes, source=source, frame=frame, time_s=time_s, keep_image=keep_image,
                                 tracker=tracker, timings_ms={"detect": detect_ms})
 
-    def find_faces(self, image_bgr: np.ndarray) -> FaceBoxes:
-        """Stage 1: face boxes in one BGR ``uint8`` image."""
+    def find_faces(self, image_bgr: np.ndarray, video: bool = False) -> FaceBoxes:
+        """Stage 1: face boxes in one BGR ``uint8`` image (``video``: at the video detection size)."""
         if not isinstance(image_bgr, np.ndarray) or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
             shape = getattr(image_bgr, "shape", type(image_bgr).__name__)
             raise InputError(f"expected a BGR uint8 image of shape (H, W, 3), got {shape}")
-        return self.face_detector.detect(image_bgr)
+        return (self.video_face_detector if video else self.face_detector).detect(image_bgr)
 
     def label_faces(
         self,
@@ -221,7 +227,7 @@ def _prefetch(engine: MaskDetector, sources: list[Source], vid_stride: int, on_e
             for k, src in enumerate(sources):
                 for fr in iter_frames(src, vid_stride=vid_stride, max_pixels=engine.max_pixels, on_error=on_error):
                     t0 = time.perf_counter()
-                    boxes = engine.find_faces(fr.image)
+                    boxes = engine.find_faces(fr.image, video=src.kind != "image")
                     if not put((k, fr, boxes, (time.perf_counter() - t0) * 1e3)):
                         return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there

