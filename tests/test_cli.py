@@ -154,7 +154,7 @@ def test_video_json_and_csv(shared, model_path, tmp_path):
     saved = tmp_path / "runs" / "detect" / "exp" / "putting-mask-on.mp4"
     cap = cv2.VideoCapture(str(saved))
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(rows)
-    assert "people tracked" in proc.stdout
+    assert "face tracks:" in proc.stdout
 
 
 @needs_shared

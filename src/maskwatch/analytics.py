@@ -1,4 +1,7 @@
-"""Video analytics from a stream of results: people counted by track, not by detection."""
+"""Video analytics from a stream of results: faces counted by track, not by detection.
+
+A track is one face followed across frames; a person who turns away or is hidden for a while
+starts a new track, so track counts are an upper bound on the number of people."""
 
 from __future__ import annotations
 
@@ -34,22 +37,22 @@ class VideoStats:
                 self._tracks[src][f.track_id].append(np.array([f.probs[c] for c in self._classes]))
 
     def summary(self) -> dict[str, dict[str, Any]]:
-        """Per source: frames, faces per frame (mean / max), detections per label, and people
-        (tracks seen on at least ``min_track_frames`` frames) per label by their mean probabilities."""
+        """Per source: frames, faces per frame (mean / max), detections per label, and face tracks
+        (seen on at least ``min_track_frames`` frames) per label by their mean probabilities."""
         out = {}
         for src, n in self._frames.items():
             faces = self._faces[src]
-            people: dict[str, int] = {c: 0 for c in self._classes}
+            tracks: dict[str, int] = {c: 0 for c in self._classes}
             for probs in self._tracks[src].values():
                 if len(probs) >= self.min_track_frames:
                     label = self._classes[int(np.mean(probs, axis=0).argmax())]
-                    people[label] += 1
+                    tracks[label] += 1
             out[src] = {
                 "frames": n,
                 "faces_per_frame_mean": round(float(np.mean(faces)) if faces else 0.0, 2),
                 "faces_per_frame_max": int(max(faces, default=0)),
                 "detections": dict(self._labels[src]),
-                "people": people if self._tracks[src] else None,
+                "tracks": tracks if self._tracks[src] else None,
             }
         return out
 

@@ -158,10 +158,9 @@ def detect(sources, model, detector, detector_model, face_threshold, detect_size
     elapsed = time.perf_counter() - t0
     if not quiet_stdout:
         for src, s in stats.summary().items():
-            people = s["people"] or {}
-            people_txt = ", ".join(f"{v} {k}" for k, v in people.items())
+            tracks_txt = ", ".join(f"{v} {k}" for k, v in (s["tracks"] or {}).items())
             click.echo(f"{src}: {s['frames']} frames, {s['faces_per_frame_mean']} faces/frame (max "
-                       f"{s['faces_per_frame_max']}), people tracked: {people_txt or 'none'}")
+                       f"{s['faces_per_frame_max']}), face tracks: {tracks_txt or 'none'}")
     click.echo(f"maskwatch: {n_frames} frames in {elapsed:.1f} s ({n_frames / max(elapsed, 1e-9):.1f} frames/s)"
                + (f", results in {run_dir}" if run_dir else ""), err=True)
     if failures:

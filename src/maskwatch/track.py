@@ -3,7 +3,7 @@
 A face matched to a track (IoU with the track's last box) reuses the track's label; the classifier
 runs on new faces and on tracks whose last verdict is older than ``reclassify_every`` frames, and a
 track's probabilities are the running mean of its verdicts, which steadies labels that would flicker
-frame by frame. Track ids also let video analytics count people rather than detections.
+frame by frame. Track ids also let video analytics count faces rather than detections.
 """
 
 from __future__ import annotations
