@@ -237,32 +237,31 @@ def test_live_mode_draws_labelled_boxes_at_10_fps(page):
     assert page.get_attribute("#live-overlay", "data-boxes") == "0"
 
 
-def test_live_mode_without_a_camera_says_so(playwright, live_server):
-    b = launch(playwright, "--use-fake-ui-for-media-stream")  # no (fake) camera device at all
+def _live_message(playwright, url: str, *flags: str):
+    """Start live mode in a browser launched with ``flags``; return (message text, start enabled)."""
+    b = launch(playwright, *flags)
     try:
         pg = b.new_page()
-        pg.goto(live_server.url)
+        pg.goto(url)
         pg.click("#tab-live")
         pg.click("#live-start")
         pg.wait_for_selector("#live-message:not([hidden])", timeout=10_000)
-        assert "No camera was found" in pg.text_content("#live-message")
-        assert pg.is_enabled("#live-start")
+        return pg.text_content("#live-message"), pg.is_enabled("#live-start")
     finally:
         b.close()
+
+
+def test_live_mode_without_a_camera_says_so(playwright, live_server):
+    # no (fake) camera device at all
+    text, can_retry = _live_message(playwright, live_server.url, "--use-fake-ui-for-media-stream")
+    assert "No camera was found" in text
+    assert can_retry
 
 
 def test_live_mode_camera_denied_says_so(playwright, live_server, fake_camera):
-    b = launch(playwright, "--use-fake-device-for-media-stream", "--deny-permission-prompts",
-               f"--use-file-for-fake-video-capture={fake_camera}")
-    try:
-        pg = b.new_page()
-        pg.goto(live_server.url)
-        pg.click("#tab-live")
-        pg.click("#live-start")
-        pg.wait_for_selector("#live-message:not([hidden])", timeout=10_000)
-        assert "Camera access was denied" in pg.text_content("#live-message")
-    finally:
-        b.close()
+    text, _ = _live_message(playwright, live_server.url, "--use-fake-device-for-media-stream",
+                            "--deny-permission-prompts", f"--use-file-for-fake-video-capture={fake_camera}")
+    assert "Camera access was denied" in text
 
 
 def test_docs_page_renders_offline(page, live_server):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from maskwatch.errors import MaskwatchError
 from maskwatch.io.images import decode_image
 from maskwatch.preprocess import to_model_input
 
@@ -31,18 +32,31 @@ def face_cropper(crop_faces: bool, margin: float, detector_backend: str = "auto"
 
 
 def load_crops(items: Sequence[tuple[str, Path]], classes: Sequence[str], size: int, cropper: Cropper,
-               desc: str = "load", progress: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
+               desc: str = "load", progress: bool = True,
+               on_error: Callable[[Path, MaskwatchError], None] | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, int, list[int]]:
     """Decode, crop and size ``(label, path)`` items once.
 
-    Returns ``uint8`` RGB images ``(N, size, size, 3)`` (exact model input values), integer labels and
-    the number of images in which a face was found and cut out.
+    Returns ``uint8`` RGB images ``(N, size, size, 3)`` (exact model input values), integer labels,
+    the number of images in which a face was found and cut out, and the indices of ``items`` that were
+    loaded. An unreadable image raises, or is skipped and handed to ``on_error`` when one is given.
     """
     x = np.empty((len(items), size, size, 3), np.uint8)
     y = np.empty(len(items), np.int64)
     cropped = 0
-    for i, (label, path) in enumerate(tqdm(items, desc=desc, unit="img", disable=None if progress else True, leave=False)):
-        img, found = cropper(decode_image(path))
+    kept: list[int] = []
+    for i, (label, path) in enumerate(tqdm(items, desc=desc, unit="img", disable=None if progress else True,
+                                           leave=False)):
+        try:
+            image = decode_image(path)
+        except MaskwatchError as exc:
+            if on_error is None:
+                raise
+            on_error(path, exc)
+            continue
+        img, found = cropper(image)
         cropped += found
-        x[i] = to_model_input([img], size)[0].astype(np.uint8)
-        y[i] = list(classes).index(label)
-    return x, y, cropped
+        x[len(kept)] = to_model_input([img], size)[0].astype(np.uint8)
+        y[len(kept)] = list(classes).index(label)
+        kept.append(i)
+    return x[:len(kept)], y[:len(kept)], cropped, kept

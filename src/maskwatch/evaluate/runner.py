@@ -55,18 +55,12 @@ def evaluate_crops(model_path, data: Path, split_file: Path | None, run_dir: Pat
     recipe = clf.info.metadata.get("recipe", {})
     cropper = face_cropper(bool(recipe.get("crop_faces", False)), float(recipe.get("margin", 0.15)),
                            detector, detector_model)
-    from maskwatch.errors import MaskwatchError
-
-    good, skipped = [], []
-    for lab, p in items:
-        try:
-            decode_image(p)
-            good.append((lab, p))
-        except MaskwatchError as exc:
-            skipped.append(f"{p}: {exc}")
-    if not good:
+    skipped: list[str] = []
+    x, y, n_cropped, kept = load_crops(items, classes, clf.input_size, cropper, "evaluate", progress,
+                                       on_error=lambda path, exc: skipped.append(str(exc)))
+    if not kept:
         raise DataError(f"{data}: none of the {len(items)} images could be read.")
-    x, y, n_cropped = load_crops(good, classes, clf.input_size, cropper, "evaluate", progress)
+    good = [items[i] for i in kept]
     probs = np.concatenate([clf.predict_batch(x[i:i + 64].astype(np.float32)) for i in range(0, len(x), 64)])
     metrics = classification_metrics(y, probs, classes)
     metrics["faces_cropped"] = n_cropped

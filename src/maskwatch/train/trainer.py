@@ -130,7 +130,7 @@ def train(
     cropped = {}
     for sp in SPLITS:
         if items[sp]:
-            x, y, n = load_crops(items[sp], classes, recipe.input_size, cropper, f"load {sp}", progress)
+            x, y, n, _ = load_crops(items[sp], classes, recipe.input_size, cropper, f"load {sp}", progress)
             arrays[sp], cropped[sp] = (x, y), n
     if recipe.crop_faces:
         log.info("faces cropped by the detector: %s", {sp: f"{cropped[sp]}/{len(items[sp])}" for sp in cropped})
