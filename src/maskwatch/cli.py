@@ -224,6 +224,8 @@ def classify(inputs, model, json_path, csv_path, batch_size) -> None:
 @click.option("--lr", type=click.FloatRange(0, 1, min_open=True), default=None, help="Adam learning rate.")
 @click.option("--batch-size", type=click.IntRange(1), default=None)
 @click.option("--crop-faces/--no-crop-faces", default=None, help="Cut training images to their largest face.")
+@click.option("--margin", type=click.FloatRange(0, 1), default=None,
+              help="Margin around a face box when cropping, as a fraction of the box (stored in the model).")
 @click.option("--seed", type=int, default=None)
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="MobileNetV2 ImageNet weights (*_no_top.weights.h5); default: download Keras' weights.")
@@ -233,7 +235,7 @@ def classify(inputs, model, json_path, csv_path, batch_size) -> None:
 @click.option("--name", default="exp", show_default=True)
 @click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue an interrupted run folder.")
 @click.option("--limit-per-class", type=click.IntRange(1), default=None, help="Use at most N images per class.")
-def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, seed, weights, detector, detector_model, project,
+def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, weights, detector, detector_model, project,
           name, resume, limit_per_class) -> None:
     """Audit DATA_DIR (one folder per class), split it, train, test and export a classifier."""
     from maskwatch.train.recipe import get_recipe
@@ -243,7 +245,7 @@ def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, seed, weights, d
     if weights is not None and not Path(weights).is_file():
         raise InputError(f"{weights}: weights file not found; expected MobileNetV2 *_no_top.weights.h5.")
     r = get_recipe(recipe).with_overrides(epochs=epochs, lr=lr, batch_size=batch_size, crop_faces=crop_faces,
-                                          seed=seed)
+                                          margin=margin, seed=seed)
     res = run_training(data_dir, r, runs_root=project, name=name, base_weights=weights,
                        detector_backend=detector, detector_model=detector_model, resume=resume,
                        limit_per_class=limit_per_class)
