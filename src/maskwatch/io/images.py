@@ -83,7 +83,7 @@ def decode_image(
             img.load()
             img = ImageOps.exif_transpose(img) or img
             return _to_bgr(img)
-    except (ImageTooLargeError,):
+    except ImageTooLargeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"{name}: image is too large to decode safely ({exc}).") from exc

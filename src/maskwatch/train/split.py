@@ -13,6 +13,11 @@ from maskwatch.train.audit import Sample
 SPLITS = ("train", "val", "test")
 
 
+def _shortfall(target: float, have: int) -> float:
+    """How much a split still lacks of a class, relative to its target (-inf when it wants none)."""
+    return (target - have) / target if target > 0 else float("-inf")
+
+
 def split_samples(
     samples: Sequence[Sample], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0
 ) -> dict[str, list[Sample]]:
@@ -37,12 +42,7 @@ def split_samples(
     for k in keys:
         members = groups[k]
         label = Counter(s.label for s in members).most_common(1)[0][0]
-
-        def need(sp: str) -> float:
-            t = target[sp][label]
-            return (t - have[sp][label]) / t if t > 0 else float("-inf")
-
-        best = max(SPLITS, key=need)
+        best = max(SPLITS, key=lambda sp, c=label: _shortfall(target[sp][c], have[sp][c]))
         out[best].extend(members)
         have[best].update(s.label for s in members)
     for sp, f in zip(SPLITS, fractions):

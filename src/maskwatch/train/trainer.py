@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from maskwatch import __version__
 from maskwatch.errors import DataError, MaskwatchError
