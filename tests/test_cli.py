@@ -171,3 +171,36 @@ def test_classify_crops(shared, model_path):
 def test_show_without_a_display_fails_clearly(blank, model_path):
     proc = run_cli("detect", str(blank), "-m", str(model_path), "--show", env={"DISPLAY": "", "WAYLAND_DISPLAY": ""})
     assert_one_line_error(proc, "display")
+
+
+@needs_shared
+def test_benchmark_prints_a_table_per_pipeline(shared, model_path, tmp_path):
+    clip = shared / "data" / "video" / "putting-mask-on.mp4"
+    proc = run_cli("benchmark", str(clip), "-m", str(model_path), "--frames", "20", "--json",
+                   str(tmp_path / "bench.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert "maskwatch (tracked" in proc.stdout and "every face, every frame" in proc.stdout
+    rows = json.loads((tmp_path / "bench.json").read_text())
+    assert len(rows) == 2 and all(r["frames"] == 20 and r["fps"] > 0 for r in rows)
+    tracked, every = rows
+    assert tracked["classified_per_frame"] <= every["classified_per_frame"]
+
+
+@needs_shared
+def test_evaluate_a_small_yolo_scene_set(shared, model_path, tmp_path):
+    import shutil
+
+    src = shared / "data" / "scenes-dev"
+    data = tmp_path / "scènes"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    shutil.copy(src / "classes.txt", data / "classes.txt")
+    for img in sorted((src / "images").glob("*.jpg"))[:6]:
+        shutil.copy(img, data / "images" / img.name)
+        shutil.copy(src / "labels" / (img.stem + ".txt"), data / "labels" / (img.stem + ".txt"))
+    proc = run_cli("evaluate", str(model_path), str(data), "--project", str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stderr
+    assert "mAP" in proc.stdout and "with_mask" in proc.stdout
+    metrics = json.loads((tmp_path / "runs" / "evaluate" / "exp" / "metrics.json").read_text())
+    assert metrics["n_images"] == 6 and 0 < metrics["map"] <= 1
+    assert metrics["face_recall@0.3"] > 0.5
