@@ -10,8 +10,7 @@ were done in the timed window, it keeps sending (untimed) until they are, for th
 
 Run (from the repository root)::
 
-    MASKWATCH_MODELS=../shared/weights/face python benchmarks/serve_load.py \\
-        --model /work/runs/default/train/exp/model.onnx --images ../shared/data/scenes-dev/images
+    MASKWATCH_MODELS=../shared/weights/face python benchmarks/serve_load.py [--model M.onnx] [--images DIR]
 
 Exit status 1 when any request failed. ``--json PATH`` also writes the numbers as JSON.
 """

@@ -20,8 +20,7 @@ on FIT only:
 
 Run (from the repository root)::
 
-    MASKWATCH_MODELS=../shared/weights/face python benchmarks/tune_detector.py \
-        --model /work/runs/default/train/exp/model.onnx --out runs/tune_detector.json
+    python benchmarks/tune_detector.py [--model runs/train/exp/model.onnx] [--out tune.json]
 
 About 3-6 minutes on 2 cores.
 """
@@ -52,14 +51,11 @@ from maskwatch.evaluate.detection import (  # noqa: E402
 from maskwatch.evaluate.scenes import SCENE_CLASSES, SceneImage, load_scenes  # noqa: E402
 from maskwatch.faces.detector import DetectorSettings, calibrate_boxes, create_face_detector  # noqa: E402
 from maskwatch.io.images import decode_image  # noqa: E402
+from maskwatch.classify.model import DEFAULT_MODEL_PATH  # noqa: E402
 from maskwatch.preprocess import crop_face  # noqa: E402
 
 log = logging.getLogger("tune_detector")
 
-DEFAULT_MODEL_CANDIDATES = (
-    Path("/work/runs/default/train/exp/model.onnx"),
-    Path("/tmp/runs_smoke/train/exp/model.onnx"),
-)
 
 
 @dataclass
@@ -214,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=SHARED / "data" / "scenes-dev")
-    ap.add_argument("--model", type=Path, default=None, help="classifier .onnx (default: the trained run's model)")
+    ap.add_argument("--model", type=Path, default=None, help="classifier .onnx (default: the bundled model)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sizes", default="none,640,960,1280,1600", help="detect_size candidates ('none' = native)")
     ap.add_argument("--thresholds", default="0.3,0.35,0.4,0.45,0.5,0.55,0.6")
@@ -227,9 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("maskwatch").setLevel(logging.WARNING)
 
-    model = args.model or next((p for p in DEFAULT_MODEL_CANDIDATES if p.is_file()), None)
-    if model is None or not Path(model).is_file():
+    model = args.model or DEFAULT_MODEL_PATH
+    if not Path(model).is_file():
         ap.error(f"classifier model not found ({model}); pass --model")
+    if not os.environ.get("MASKWATCH_MODELS") and (SHARED / "weights" / "face").is_dir():
+        os.environ["MASKWATCH_MODELS"] = str(SHARED / "weights" / "face")
     sizes = [None if s.strip().lower() in ("none", "native", "0") else int(s) for s in args.sizes.split(",")]
     thresholds = sorted(float(t) for t in args.thresholds.split(","))
     min_faces = sorted(int(v) for v in args.min_faces.split(","))
