@@ -300,9 +300,9 @@ def benchmark(source, model, detector, detector_model, face_threshold, detect_si
                                                              detect_size, min_face, **kw))
     click.echo(format_table(rows))
     if json_path:
-        from maskwatch.io.writers import _open_text
+        from maskwatch.io.writers import open_output
 
-        fh, owned = _open_text(json_path)
+        fh, owned = open_output(json_path)
         fh.write(json.dumps(rows, indent=2) + "\n")
         if owned:
             fh.close()

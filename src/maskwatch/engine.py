@@ -70,8 +70,7 @@ class MaskDetector:
         video_settings = self.face_detector.settings.for_video()
         self.video_face_detector = (
             self.face_detector if video_settings == self.face_detector.settings
-            else create_face_detector(self.face_detector.name, getattr(self.face_detector, "model_path", None),
-                                      video_settings)
+            else self.face_detector.with_settings(video_settings)
         )
         self.margin = float(self.classifier.info.preprocessing.get("margin", DEFAULT_MARGIN))
         self.max_pixels = max_pixels

@@ -23,7 +23,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from maskwatch.errors import DependencyError, InputError
+from maskwatch.errors import DependencyError, InputError, ModelError
 from maskwatch.faces.models import find_yunet
 
 log = logging.getLogger(__name__)
@@ -178,6 +178,13 @@ class _BaseDetector:
     def _raw_detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
+    def with_settings(self, settings: DetectorSettings) -> _BaseDetector:
+        """A new detector of the same backend (and model file) with other settings.
+
+        Detectors keep per-call state (OpenCV's input size), so each thread needs its own.
+        """
+        raise NotImplementedError
+
 
 class YuNetDetector(_BaseDetector):
     """YuNet through OpenCV's ``cv2.FaceDetectorYN`` (needs the YuNet ONNX file)."""
@@ -192,13 +199,15 @@ class YuNetDetector(_BaseDetector):
             raise DependencyError("this OpenCV build has no FaceDetectorYN; install opencv-python-headless>=4.8")
         try:
             self._net = cv2.FaceDetectorYN.create(
-                str(self.model_path), "", (320, 320), 0.01, self.settings.nms_threshold, 5000
+                str(self.model_path), "", (320, 320), max(0.01, min(self.settings.score_threshold, 0.99)),
+                self.settings.nms_threshold, 5000,
             )
         except cv2.error as exc:
-            raise InputError(f"{self.model_path}: not a usable YuNet ONNX model ({exc.msg.strip()})") from exc
+            raise ModelError(f"{self.model_path}: not a usable YuNet ONNX model ({exc.msg.strip()})") from exc
         self._size: tuple[int, int] | None = None
-        # Scores are thresholded in detect() after calibration, so one net serves every threshold.
-        self._net.setScoreThreshold(max(0.01, min(self.settings.score_threshold, 0.99)))
+
+    def with_settings(self, settings: DetectorSettings) -> YuNetDetector:
+        return YuNetDetector(self.model_path, settings)
 
     def _raw_detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = image_bgr.shape[:2]
@@ -224,6 +233,9 @@ class YuFaceDetector(_BaseDetector):
         except ImportError as exc:
             raise DependencyError("the 'yuface' package is not installed; pip install yuface") from exc
         self._detect = c_detect
+
+    def with_settings(self, settings: DetectorSettings) -> YuFaceDetector:
+        return YuFaceDetector(settings)
 
     def _raw_detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         result = np.asarray(self._detect(image_bgr))

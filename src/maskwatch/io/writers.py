@@ -20,7 +20,10 @@ from maskwatch.results import CSV_COLUMNS, CropResult, FrameResult
 from maskwatch.runs import unique_path
 
 
-def _open_text(path: str | Path) -> tuple[TextIO, bool]:
+def open_output(path: str | Path) -> tuple[TextIO, bool]:
+    """Open a new text output (``-`` = stdout); returns the file and whether the caller must close it.
+
+    An existing file is refused, never overwritten."""
     if str(path) == "-":
         return sys.stdout, False
     p = Path(path)
@@ -35,7 +38,7 @@ class JsonlWriter:
     """One JSON object per line per result (the public contract in :mod:`maskwatch.results`)."""
 
     def __init__(self, path: str | Path) -> None:
-        self._fh, self._owned = _open_text(path)
+        self._fh, self._owned = open_output(path)
 
     def write(self, result: FrameResult | CropResult) -> None:
         self._fh.write(result.to_json() + "\n")
@@ -50,7 +53,7 @@ class CsvWriter:
     """One CSV row per face (:data:`~maskwatch.results.CSV_COLUMNS`); crops get source,label,score,probs."""
 
     def __init__(self, path: str | Path, crops: bool = False) -> None:
-        self._fh, self._owned = _open_text(path)
+        self._fh, self._owned = open_output(path)
         self._csv = csv.writer(self._fh)
         self._crops = crops
         self._header_done = False
@@ -154,4 +157,4 @@ def make_writer(path: str | Path, kind: str, crops: bool = False):
     return JsonlWriter(path) if kind == "json" else CsvWriter(path, crops=crops)
 
 
-__all__ = ["CsvWriter", "JsonlWriter", "LiveWindow", "MediaSaver", "make_writer"]
+__all__ = ["CsvWriter", "JsonlWriter", "LiveWindow", "MediaSaver", "make_writer", "open_output"]

@@ -41,7 +41,7 @@ import maskwatch
 from maskwatch.annotate import annotate
 from maskwatch.engine import MaskDetector
 from maskwatch.errors import ImageTooLargeError, InputError, MaskwatchError
-from maskwatch.faces.detector import DETECTOR_BACKENDS, create_face_detector
+from maskwatch.faces.detector import DETECTOR_BACKENDS
 from maskwatch.io.images import decode_image, encode_image
 from maskwatch.results import FrameResult
 from maskwatch.server.uploads import Upload, UploadError, read_uploads, require_image
@@ -212,10 +212,8 @@ class EnginePool:
         det_settings = copy.deepcopy(fd.settings)
         if detect_size is not None:
             det_settings = dataclasses.replace(det_settings, detect_size=detect_size)
-        if fd.name == "yunet":
-            clone.face_detector = create_face_detector("yunet", getattr(fd, "model_path", None), det_settings)
-        elif fd.name == "yuface":
-            clone.face_detector = create_face_detector("yuface", None, det_settings)
+        if hasattr(fd, "with_settings"):
+            clone.face_detector = fd.with_settings(det_settings)
         else:  # a custom detector: share it (it must then be thread-safe)
             log.warning("face detector %r is shared between workers", fd.name)
         return clone
