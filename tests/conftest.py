@@ -75,3 +75,35 @@ def assert_one_line_error(proc, *fragments: str) -> None:
 @pytest.fixture()
 def rng():
     return np.random.default_rng(0)
+
+
+def write_clip(path: Path, frames, fps: float = 10.0) -> Path:
+    """Write BGR frames (all one size) as an mp4 clip, as a phone or camera would hand it over."""
+    import cv2
+
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return path
+
+
+def scene_frame(size: tuple[int, int] = (640, 360)) -> np.ndarray:
+    """A real crowd photo with several masked and unmasked faces, resized to ``size`` (w, h)."""
+    import cv2
+
+    img = cv2.imread(str(SHARED / "data" / "scenes-dev" / "images" / "01242020_masks-qa_151720-780x520.jpg"))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture()
+def gap_clip(tmp_path) -> Path:
+    """A clip that starts and ends on frames with no face (an empty corridor, a title card) and shows
+    faces in the middle: 6 empty, 6 with faces, 6 empty frames at 10 fps."""
+    if not HAS_SHARED:
+        pytest.skip(f"needs the shared data folder at {SHARED}")
+    empty = np.full((360, 640, 3), 90, np.uint8)
+    scene = scene_frame()
+    return write_clip(tmp_path / "gap clip.mp4", [empty] * 6 + [scene] * 6 + [empty] * 6)

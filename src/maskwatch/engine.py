@@ -145,7 +145,9 @@ class MaskDetector:
             for i, p in zip(need, fresh):
                 tracker.vote(track_ids[i], p, index)
             n_classified = len(need)
-            probs = np.array([tracker.tracks[t].probs for t in track_ids], np.float32).reshape(len(boxes), -1)
+            # A frame with no face must still give an (0, n_classes) array: reshape(0, -1) cannot infer it.
+            probs = np.array([tracker.tracks[t].probs for t in track_ids], np.float32).reshape(
+                len(boxes), len(self.classes))
         t2 = time.perf_counter()
         h, w = image_bgr.shape[:2]
         return FrameResult(
