@@ -20,11 +20,53 @@ def test_wrong_array_shape_is_refused(engine):
         engine.detect(np.zeros((10, 10), np.uint8))
 
 
-def test_yuface_fallback_needs_no_model_file(model_path):
+def test_auto_uses_the_bundled_yunet_with_no_models_folder(model_path, tmp_path, monkeypatch):
     from maskwatch.engine import MaskDetector
+    from maskwatch.faces.models import BUNDLED_DIR
 
-    det = MaskDetector(model_path, detector="yuface")
+    monkeypatch.delenv("MASKWATCH_MODELS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    det = MaskDetector(model_path)
+    assert det.face_detector.name == "yunet"
+    assert det.face_detector.model_path.parent == BUNDLED_DIR
+    assert (BUNDLED_DIR / "face_detection_yunet_2023mar.LICENSE.txt").is_file()
+
+
+def test_auto_falls_back_to_yuface_when_no_yunet_file_exists(model_path, tmp_path, monkeypatch, caplog):
+    from maskwatch.engine import MaskDetector
+    from maskwatch.faces import models
+
+    monkeypatch.setenv("MASKWATCH_MODELS", str(tmp_path / "no-models-here"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(models, "BUNDLED_DIR", tmp_path / "not-installed")
+    with caplog.at_level("WARNING", logger="maskwatch"):
+        det = MaskDetector(model_path)
     assert det.face_detector.name == "yuface"
+    assert sum("yuface" in r.getMessage() for r in caplog.records) == 1
+    assert det.detect(np.full((240, 320, 3), 127, np.uint8)).faces == []
+
+
+def test_yuface_runs_one_openmp_thread_in_every_calling_thread(model_path):
+    """yuface's OpenMP teams oversubscribed the engine's two threads (6-10x slower in `detect`)."""
+    import threading
+
+    from maskwatch.faces.detector import YuFaceDetector, _yuface_libgomp
+
+    libs = _yuface_libgomp()
+    if not libs:
+        pytest.skip("this yuface build links no OpenMP runtime that can be found")
+    det = YuFaceDetector()
+    seen = []
+
+    def work():
+        det.detect(np.full((240, 320, 3), 127, np.uint8))
+        seen.append(libs[0].omp_get_max_threads())
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    work()
+    assert seen == [1, 1]
 
 
 @needs_shared

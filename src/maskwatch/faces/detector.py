@@ -4,18 +4,21 @@ Two backends run the same network, YuNet (libfacedetection), which finds masked 
 Haar cascades, dlib and MTCNN miss:
 
 * :class:`YuNetDetector` - OpenCV's ``cv2.FaceDetectorYN`` with the YuNet ONNX file (fast, ~15 ms
-  per 640x480 frame here); the file comes from a models folder (see :mod:`maskwatch.faces.models`).
-* :class:`YuFaceDetector` - the ``yuface`` package, which compiles YuNet in; it needs no file, so a
-  fresh offline install still finds faces (slower).
+  per 640x480 frame here); the file ships inside the package, and a models folder may hold another
+  copy (see :mod:`maskwatch.faces.models`).
+* :class:`YuFaceDetector` - the ``yuface`` package, which compiles YuNet in and needs no file.
 
-:func:`create_face_detector` picks one (``"auto"``: YuNet when its file is found, else yuface, with
-one log line saying so). Boxes are mapped back to original-image pixels and optionally adjusted by
+:func:`create_face_detector` picks one (``"auto"``: YuNet when its file is found, which is always
+the case for an intact install, else yuface with one log line saying so). Boxes are mapped back to original-image pixels and optionally adjusted by
 a box calibration (annotators draw face boxes larger and lower than YuNet does).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -24,7 +27,7 @@ import cv2
 import numpy as np
 
 from maskwatch.errors import DependencyError, InputError, ModelError
-from maskwatch.faces.models import find_yunet
+from maskwatch.faces.models import YUNET_FILENAME, find_yunet
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,21 @@ def quiet_opencv() -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     except AttributeError:  # pragma: no cover - builds without the logging module
         pass
+
+
+@contextlib.contextmanager
+def _opencv_silent():
+    """OpenCV's native log off for the duration (errors still raise ``cv2.error``)."""
+    try:
+        previous = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:  # pragma: no cover - builds without the logging module
+        yield
+        return
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
 
 
 @dataclass
@@ -99,12 +117,12 @@ class DetectorSettings:
         for size in (self.detect_size, self.video_detect_size):
             if size is not None and not 64 <= size <= 4096:
                 raise InputError(f"detect size must be between 64 and 4096 pixels, got {size}")
+        if self.min_face < 0:
+            raise InputError(f"minimum face size must be >= 0 pixels, got {self.min_face}")
 
     def for_video(self) -> DetectorSettings:
         """These settings with ``detect_size`` set to the video size."""
         return replace(self, detect_size=self.video_detect_size)
-        if self.min_face < 0:
-            raise InputError(f"minimum face size must be >= 0 pixels, got {self.min_face}")
 
 
 def calibrate_boxes(xywh: np.ndarray, scores: np.ndarray, shape: tuple[int, ...],
@@ -197,14 +215,25 @@ class YuNetDetector(_BaseDetector):
         quiet_opencv()
         if not hasattr(cv2, "FaceDetectorYN"):
             raise DependencyError("this OpenCV build has no FaceDetectorYN; install opencv-python-headless>=4.8")
-        try:
-            self._net = cv2.FaceDetectorYN.create(
-                str(self.model_path), "", (320, 320), max(0.01, min(self.settings.score_threshold, 0.99)),
-                self.settings.nms_threshold, 5000,
-            )
-        except cv2.error as exc:
-            raise ModelError(f"{self.model_path}: not a usable YuNet ONNX model ({exc.msg.strip()})") from exc
-        self._size: tuple[int, int] | None = None
+        expected = (f"expected OpenCV's YuNet face detector ({YUNET_FILENAME}); pass that file with "
+                    "--detector-model or leave the option out to use the bundled copy")
+        if self.model_path.suffix.lower() != ".onnx":
+            raise ModelError(f"{self.model_path}: not an ONNX file; {expected}.")
+        # Load and run it once on a blank frame: any ONNX file loads, and a network that is not YuNet
+        # only fails at the first detect(), deep inside OpenCV. OpenCV's own log stays silent here;
+        # the error says what went wrong in one line.
+        with _opencv_silent():
+            try:
+                self._net = cv2.FaceDetectorYN.create(
+                    str(self.model_path), "", (320, 320), max(0.01, min(self.settings.score_threshold, 0.99)),
+                    self.settings.nms_threshold, 5000,
+                )
+                self._net.detect(np.zeros((320, 320, 3), np.uint8))
+            except cv2.error as exc:
+                reason = " ".join(str(getattr(exc, "err", "") or exc.msg).split())
+                reason = reason.split(" (expected:")[0].lstrip("> ")[:120]
+                raise ModelError(f"{self.model_path}: not a usable YuNet model ({reason}); {expected}.") from exc
+        self._size: tuple[int, int] | None = (320, 320)
 
     def with_settings(self, settings: DetectorSettings) -> YuNetDetector:
         return YuNetDetector(self.model_path, settings)
@@ -218,6 +247,55 @@ class YuNetDetector(_BaseDetector):
         if faces is None or len(faces) == 0:
             return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
         return faces[:, :4], faces[:, 14]
+
+
+_omp_local = threading.local()
+
+
+def _single_openmp_thread() -> None:
+    """Make yuface's OpenMP run on one thread in the calling thread (once per thread).
+
+    yuface parallelises each frame with OpenMP (its own bundled libgomp), and OpenMP keeps a
+    separate team of spinning worker threads for every thread that calls it. Beside the engine's
+    own two stages (decode+detect in one thread, classify in another) those teams oversubscribe
+    the cores: measured here on single-masked.mp4, 330 ms per frame when the first call came from
+    the engine's background thread, against 43 ms with one OpenMP thread, from any thread. The
+    setting is per calling thread in OpenMP, hence once per thread, and only for yuface's libgomp.
+    """
+    if getattr(_omp_local, "done", False):
+        return
+    _omp_local.done = True
+    for lib in _yuface_libgomp():
+        try:
+            lib.omp_set_num_threads(1)
+        except AttributeError:  # pragma: no cover - not an OpenMP runtime after all
+            pass
+
+
+@functools.lru_cache(maxsize=1)
+def _yuface_libgomp() -> tuple:
+    """The OpenMP runtime(s) that the installed yuface links against, loaded with ctypes."""
+    import ctypes
+    import glob
+    import os
+
+    try:
+        import yuface
+    except ImportError:  # pragma: no cover - checked by YuFaceDetector
+        return ()
+    site = os.path.dirname(os.path.dirname(os.path.abspath(yuface.__file__)))
+    found = []
+    for path in sorted(glob.glob(os.path.join(site, "yuface.libs", "libgomp*.so*"))):
+        try:
+            found.append(ctypes.CDLL(path))
+        except OSError:  # pragma: no cover
+            continue
+    if not found:  # a yuface built against the system's libgomp
+        try:
+            found.append(ctypes.CDLL("libgomp.so.1"))
+        except OSError:
+            log.debug("yuface: no OpenMP runtime found to limit; it runs with its own thread count")
+    return tuple(found)
 
 
 class YuFaceDetector(_BaseDetector):
@@ -238,6 +316,7 @@ class YuFaceDetector(_BaseDetector):
         return YuFaceDetector(settings)
 
     def _raw_detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        _single_openmp_thread()
         result = np.asarray(self._detect(image_bgr))
         if result.size == 0:
             return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
@@ -270,7 +349,7 @@ def create_face_detector(
 
         return YuNetDetector(fetch_yunet(), settings)
     log.warning(
-        "YuNet model file not found (set MASKWATCH_MODELS or run 'maskwatch models fetch'); "
-        "using the slower built-in yuface detector"
+        "YuNet model file not found (the package's own copy is missing: reinstall maskwatch, set "
+        "MASKWATCH_MODELS or run 'maskwatch models fetch'); using the built-in yuface detector"
     )
     return YuFaceDetector(settings)

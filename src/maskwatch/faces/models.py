@@ -1,8 +1,11 @@
-"""Where the YuNet face-detector file comes from: a local models folder, or its official source.
+"""Where the YuNet face-detector file comes from: the copy inside the package, a models folder, or
+its official source.
 
-Lookup order for :func:`find_yunet`: an explicit path, ``$MASKWATCH_MODELS``, then the user cache
-(``$XDG_CACHE_HOME/maskwatch`` or ``~/.cache/maskwatch``). :func:`fetch_yunet` downloads the file
-from OpenCV's model zoo into the cache and checks its pinned sha256; nothing downloads by itself.
+Lookup order for :func:`find_yunet`: an explicit path, ``$MASKWATCH_MODELS``, the user cache
+(``$XDG_CACHE_HOME/maskwatch`` or ``~/.cache/maskwatch``), then the copy bundled in the package
+(``maskwatch/faces/weights/``, with its licence text beside it), so a plain ``pip install`` runs
+OpenCV's YuNet offline. :func:`fetch_yunet` downloads the file from OpenCV's model zoo into the
+cache and checks its pinned sha256; nothing downloads by itself.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ YUNET_URL = (
     "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/"
     "face_detection_yunet_2023mar.onnx"
 )
+
+
+#: Face-detector files shipped inside the package (each with its licence text beside it).
+BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
 
 
 def cache_dir() -> Path:
@@ -54,7 +61,7 @@ def find_yunet(path: str | Path | None = None) -> Path | None:
                 "(run 'maskwatch models fetch' or pass an existing path)."
             )
         return p
-    for d in models_dirs():
+    for d in (*models_dirs(), BUNDLED_DIR):
         candidate = d / YUNET_FILENAME
         if candidate.is_file():
             return candidate

@@ -43,8 +43,50 @@ class Frame:
     decode_ms: float
 
 
+#: ``cam:0`` names camera 0 even where a file called ``0`` exists.
+CAMERA_PREFIX = "cam:"
+#: Highest camera index accepted (OpenCV's backends take small indices; larger numbers are typos).
+MAX_CAMERA_INDEX = 9999
+
+
+def _camera_index(spec: str) -> str | None:
+    """The camera index named by ``spec`` (``"0"``, ``"cam:1"``), ``None`` when it names none.
+
+    Only ASCII digits count ("²" is a digit to Python but no camera); an index over
+    :data:`MAX_CAMERA_INDEX` is refused with a clear message.
+    """
+    text = spec[len(CAMERA_PREFIX):] if spec.lower().startswith(CAMERA_PREFIX) else spec
+    if not (text.isascii() and text.isdigit()):
+        if spec.lower().startswith(CAMERA_PREFIX):
+            raise InputError(f"{spec}: expected a camera index after 'cam:' (cam:0, cam:1, ...).")
+        return None
+    if int(text) > MAX_CAMERA_INDEX:
+        if spec.lower().startswith(CAMERA_PREFIX) or not Path(spec).exists():
+            raise InputError(f"{spec}: camera index out of range; cameras are numbered 0..{MAX_CAMERA_INDEX} "
+                             "(usually 0 or 1).")
+        return None
+    return str(int(text))
+
+
 def _media_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and (is_image_path(p) or p.suffix.lower() in VIDEO_EXTENSIONS))
+    """Images and videos under ``folder``, sorted; an unreadable folder raises :class:`InputError`."""
+    import os
+
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise InputError(f"{folder}: permission denied; this folder cannot be read (check its permissions).")
+    found: list[Path] = []
+    denied: list[str] = []
+    for root, dirs, files in os.walk(folder, onerror=lambda e: denied.append(e.filename)):
+        dirs.sort()
+        for f in files:
+            p = Path(root) / f
+            if (is_image_path(p) or p.suffix.lower() in VIDEO_EXTENSIONS) and p.is_file():
+                found.append(p)
+    if denied and not found:
+        raise InputError(f"{folder}: permission denied on {denied[0]}; no readable images or videos found.")
+    for d in denied:
+        log.warning("skipped %s: permission denied", d)
+    return sorted(found)
 
 
 def _from_path(p: Path) -> Source:
@@ -66,10 +108,13 @@ def resolve_sources(specs: Sequence[str | Path | Source]) -> list[Source]:
             out.append(spec)
             continue
         spec = str(spec)
-        if spec.isdigit():
-            out.append(Source("camera", spec))
-        elif spec.lower().startswith(STREAM_PREFIXES):
+        camera = _camera_index(spec)
+        if spec.lower().startswith(STREAM_PREFIXES):
             out.append(Source("stream", spec))
+        elif camera is not None and (spec.lower().startswith(CAMERA_PREFIX) or not Path(spec).exists()):
+            # A bare number is a camera unless a file or folder of that name exists here ("2024/");
+            # "cam:N" is always a camera.
+            out.append(Source("camera", camera))
         elif Path(spec).is_dir():
             media = _media_in(Path(spec))
             if not media:
@@ -85,7 +130,7 @@ def resolve_sources(specs: Sequence[str | Path | Source]) -> list[Source]:
             out.extend(_from_path(p) for p in media)
         else:
             raise InputError(f"{spec}: no such file or folder; expected an image, folder, glob, video, "
-                             "camera index (0) or stream URL.")
+                             "camera index (0 or cam:0) or stream URL.")
     return out
 
 

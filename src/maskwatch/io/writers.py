@@ -17,7 +17,7 @@ import cv2
 from maskwatch.annotate import BoxAnnotator
 from maskwatch.errors import InputError
 from maskwatch.results import CSV_COLUMNS, CropResult, FrameResult
-from maskwatch.runs import unique_path
+from maskwatch.runs import output_error, unique_path
 
 
 def open_output(path: str | Path) -> tuple[TextIO, bool]:
@@ -27,11 +27,17 @@ def open_output(path: str | Path) -> tuple[TextIO, bool]:
     if str(path) == "-":
         return sys.stdout, False
     p = Path(path)
-    if p.exists():
+    if p.exists() or p.is_symlink():
         raise InputError(f"{p}: already exists; choose a new output file (outputs never overwrite).")
-    if p.parent and not p.parent.exists():
-        p.parent.mkdir(parents=True, exist_ok=True)
-    return open(p, "w", encoding="utf-8", newline=""), True
+    try:
+        if p.parent and not p.parent.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+        # "x": created here and now, so a file that appeared meanwhile is still never overwritten.
+        return open(p, "x", encoding="utf-8", newline=""), True
+    except FileExistsError as exc:
+        raise InputError(f"{p}: already exists; choose a new output file (outputs never overwrite).") from exc
+    except OSError as exc:
+        raise output_error(p, exc) from exc
 
 
 class JsonlWriter:
