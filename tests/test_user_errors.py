@@ -112,3 +112,18 @@ def test_unreadable_folder_in_process(tmp_path, monkeypatch):
                         lambda p, mode: False if Path(p) == d else real_access(p, mode))
     with pytest.raises(InputError, match="permission denied"):
         sources.resolve_sources([str(d)])
+
+
+@pytest.mark.parametrize("name,fragment", [("random.h5", "not mobilenetv2"), ("model.pth", "not a keras weights file")])
+def test_train_checks_the_weights_before_anything_else(tmp_path, name, fragment):
+    data = tmp_path / "data"
+    for c in ("with_mask", "without_mask"):
+        (data / c).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (32, 32), (i * 40, 90, 90)).save(data / c / f"{i}.png")
+    weights = tmp_path / name
+    weights.write_bytes(np.random.default_rng(0).integers(0, 255, 4096, dtype=np.uint8).tobytes())
+    proc = run_cli("train", str(data), "--weights", str(weights), "--project", str(tmp_path / "runs"))
+    assert_one_line_error(proc, fragment)
+    assert proc.stdout == ""
+    assert not (tmp_path / "runs").exists()  # no empty run folder left behind

@@ -242,8 +242,6 @@ def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, we
     from maskwatch.train.trainer import train as run_training
 
     logging.getLogger("maskwatch").setLevel(min(logging.getLogger("maskwatch").level, logging.INFO))
-    if weights is not None and not Path(weights).is_file():
-        raise InputError(f"{weights}: weights file not found; expected MobileNetV2 *_no_top.weights.h5.")
     r = get_recipe(recipe).with_overrides(epochs=epochs, lr=lr, batch_size=batch_size, crop_faces=crop_faces,
                                           margin=margin, seed=seed)
     res = run_training(data_dir, r, runs_root=project, name=name, base_weights=weights,

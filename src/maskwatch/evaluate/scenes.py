@@ -164,6 +164,36 @@ def _yolo_class_names(root: Path) -> list[str]:
     )
 
 
+#: How far a normalised YOLO coordinate may stray outside [0, 1] (label tools round) before it is an error.
+_YOLO_SLACK = 0.01
+
+
+def _check_yolo_box(where: str, cx: float, cy: float, bw: float, bh: float) -> None:
+    """Refuse a YOLO box that cannot be a face box: not finite, empty or negative, or off the image."""
+    if not all(np.isfinite(v) for v in (cx, cy, bw, bh)):
+        raise DataError(f"{where}: box values must be finite numbers, got cx={cx} cy={cy} w={bw} h={bh}.")
+    if bw <= 0 or bh <= 0:
+        raise DataError(f"{where}: box width and height must be > 0, got w={bw} h={bh}.")
+    lo, hi = -_YOLO_SLACK, 1 + _YOLO_SLACK
+    if not (lo <= cx - bw / 2 and cx + bw / 2 <= hi and lo <= cy - bh / 2 and cy + bh / 2 <= hi):
+        raise DataError(f"{where}: box (cx={cx} cy={cy} w={bw} h={bh}) lies outside the image; YOLO "
+                        "coordinates are fractions of the image size, between 0 and 1.")
+
+
+def _check_voc_box(where: str, box: list[float], width: int, height: int) -> None:
+    """Refuse a VOC box that is not finite, inverted or empty, or (when the size is known) off the image."""
+    x1, y1, x2, y2 = box
+    if not all(np.isfinite(v) for v in box):
+        raise DataError(f"{where}: bndbox values must be finite numbers, got {box}.")
+    if x2 <= x1 or y2 <= y1:
+        raise DataError(f"{where}: bndbox is empty or inverted (xmin={x1} ymin={y1} xmax={x2} ymax={y2}); "
+                        "expected xmin < xmax and ymin < ymax.")
+    if width and height:
+        slack = 0.01 * max(width, height) + 1
+        if x1 < -slack or y1 < -slack or x2 > width + slack or y2 > height + slack:
+            raise DataError(f"{where}: bndbox ({x1}, {y1}, {x2}, {y2}) lies outside the {width}x{height} image.")
+
+
 def _label_path_for(image: Path, root: Path) -> Path:
     """``root/images/a/b.jpg`` -> ``root/labels/a/b.txt``; an image elsewhere -> ``.txt`` beside it."""
     rel = image.relative_to(root)
@@ -193,24 +223,34 @@ def load_yolo(root: str | Path, aliases: Mapping[str, str] | None = None) -> lis
         label_path = _label_path_for(img, root)
         rows: list[tuple[int, float, float, float, float]] = []
         if label_path.is_file():
-            for ln_no, line in enumerate(label_path.read_text(encoding="utf-8-sig").splitlines(), 1):
+            try:
+                text = label_path.read_text(encoding="utf-8-sig")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{label_path}: not a text file in UTF-8 (byte {exc.start}); expected YOLO "
+                                "label lines 'class cx cy w h'.") from None
+            for ln_no, line in enumerate(text.splitlines(), 1):
                 parts = line.split()
                 if not parts:
                     continue
+                where = f"{label_path}:{ln_no}"
                 try:
-                    k = int(float(parts[0]))
+                    kf = float(parts[0])
                     cx, cy, bw, bh = (float(v) for v in parts[1:5])
                     if len(parts) < 5:
                         raise ValueError
                 except ValueError:
                     raise DataError(
-                        f"{label_path}:{ln_no}: expected 'class cx cy w h' (normalised), got {line.strip()!r}."
+                        f"{where}: expected 'class cx cy w h' (normalised), got {line.strip()!r}."
                     ) from None
+                if not kf.is_integer():
+                    raise DataError(f"{where}: class id {parts[0]!r} is not a whole number; expected 0..{len(names) - 1}.")
+                k = int(kf)
                 if not 0 <= k < len(names):
                     raise DataError(
-                        f"{label_path}:{ln_no}: class {k} is not in classes.txt ({len(names)} names: "
+                        f"{where}: class {k} is not in classes.txt ({len(names)} names: "
                         f"{', '.join(names)})."
                     )
+                _check_yolo_box(where, cx, cy, bw, bh)
                 rows.append((k, cx, cy, bw, bh))
         else:
             n_unlabelled += 1
@@ -295,6 +335,8 @@ def load_voc(root: str | Path, aliases: Mapping[str, str] | None = None) -> list
                 height = int(float(_xml_text(size, "height", str(xml_path))))
             except (DataError, ValueError):
                 width = height = 0
+        for i, (box, name) in enumerate(zip(boxes, labels), 1):
+            _check_voc_box(f"{xml_path}: object {i} ({name})", box, width, height)
         scenes.append(SceneImage(img, np.asarray(boxes, dtype=np.float64).reshape(-1, 4), labels, width, height))
     return scenes
 

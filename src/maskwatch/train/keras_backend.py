@@ -117,3 +117,45 @@ def make_augmenter(recipe):
         return tf.clip_by_value(x, 0.0, 255.0), y
 
     return augment
+
+
+def check_base_weights(base_weights: str | Path | None) -> None:
+    """Load the MobileNetV2 ImageNet weights once, before any other work, or raise a clear error.
+
+    ``maskwatch train`` calls this first: a wrong file (another network's ``.h5``, a PyTorch
+    ``.pth``) or a download that cannot happen offline must stop the run before the dataset audit,
+    and before a run folder is created.
+    """
+    import sys
+
+    from maskwatch.errors import ModelError
+
+    if base_weights is not None:
+        path = Path(base_weights)
+        if not path.is_file():
+            raise ModelError(f"{path}: weights file not found; expected MobileNetV2 *_no_top.weights.h5.")
+        if not path.name.endswith(".h5"):
+            raise ModelError(
+                f"{path}: not a Keras weights file (.h5); expected the MobileNetV2 ImageNet weights for Keras "
+                "(e.g. mobilenet_v2_1.0_224_from_torchvision_no_top.weights.h5). PyTorch .pth files cannot be used."
+            )
+    _, keras = import_keras()
+    weights = str(base_weights) if base_weights else "imagenet"
+    try:
+        # Keras prints its download note on stdout, which is for results: send it to stderr.
+        with _quiet_native_stderr(), contextlib.redirect_stdout(sys.stderr):
+            keras.applications.MobileNetV2(input_shape=(224, 224, 3), alpha=1.0, include_top=False, weights=weights)
+    except Exception as exc:  # noqa: BLE001 - Keras raises ValueError, OSError, URL errors...
+        reason = " ".join(str(exc).split())[:200]
+        if base_weights is None:
+            raise ModelError(
+                "could not get the MobileNetV2 ImageNet weights from the internet "
+                f"({type(exc).__name__}: {reason}). Offline, pass a local copy with --weights "
+                "(mobilenet_v2_1.0_224_..._no_top.weights.h5)."
+            ) from exc
+        raise ModelError(
+            f"{base_weights}: not MobileNetV2 (alpha 1.0, 224, no top) weights for Keras ({reason}); "
+            "pass the MobileNetV2 ImageNet *_no_top.weights.h5 file."
+        ) from exc
+    finally:
+        keras.backend.clear_session()

@@ -25,7 +25,7 @@ from maskwatch.evaluate.classification import classification_metrics, save_galle
 from maskwatch.io.images import decode_image
 from maskwatch.data import face_cropper, load_crops
 from maskwatch.runs import new_run_dir
-from maskwatch.train.audit import DEFAULT_CLASSES, audit_dataset
+from maskwatch.train.audit import DEFAULT_CLASSES, audit_dataset, list_class_files
 from maskwatch.train.recipe import Recipe
 from maskwatch.train.split import SPLITS, load_split_file, save_split, split_samples
 
@@ -83,6 +83,11 @@ def train(
     """Train a mask classifier on ``data_dir/<class>/`` and export it; see the module docstring."""
     t0 = time.perf_counter()
     classes = DEFAULT_CLASSES
+    from maskwatch.train.keras_backend import check_base_weights
+
+    if not resume:
+        list_class_files(Path(data_dir), classes)  # the data's layout first: the cheapest check
+    check_base_weights(base_weights)  # then the weights, before the audit and before any run folder exists
     if resume:
         run_dir = Path(resume)
         if not (run_dir / "recipe.json").is_file():
