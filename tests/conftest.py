@@ -90,6 +90,22 @@ def write_clip(path: Path, frames, fps: float = 10.0) -> Path:
     return path
 
 
+def set_mp4_rotation(path: Path, degrees: int) -> Path:
+    """Mark an mp4 as a phone does: pixels stored sideways, a display matrix saying how to turn them.
+
+    Writes the rotation into the video track's ``tkhd`` matrix (ISO/IEC 14496-12), in place.
+    """
+    import struct
+
+    one, minus = 1 << 16, -(1 << 16)
+    matrix = {90: (0, one, 0, minus, 0, 0), 180: (minus, 0, 0, 0, minus, 0), 270: (0, minus, 0, one, 0, 0)}[degrees]
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd") + 4 + 40  # version 0 header: flags, times, ids, duration, layer... then the matrix
+    data[at:at + 36] = struct.pack(">9i", *matrix, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def scene_frame(size: tuple[int, int] = (640, 360)) -> np.ndarray:
     """A real crowd photo with several masked and unmasked faces, resized to ``size`` (w, h)."""
     import cv2

@@ -47,3 +47,44 @@ def test_faceless_clip_through_benchmark(gap_clip, model_path):
     proc = run_cli("benchmark", str(gap_clip), "-m", str(model_path), "--frames", "18")
     assert proc.returncode == 0, proc.stderr
     assert "frames/s" in proc.stdout or "fps" in proc.stdout.lower()
+
+
+def test_phone_clip_with_a_rotation_flag(tmp_path, engine, shared):
+    """Stored sideways with a 90° display matrix, and starting on empty frames: upright frames, faces found."""
+    from conftest import scene_frame, set_mp4_rotation
+
+    upright = scene_frame((640, 360))
+    stored = cv2.rotate(upright, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    empty = np.full_like(stored, 80)
+    clip = set_mp4_rotation(write_clip(tmp_path / "phone.mp4", [empty] * 3 + [stored] * 4 + [empty] * 3), 90)
+    results = list(engine.process([clip]))
+    assert len(results) == 10
+    assert {(r.width, r.height) for r in results} == {(640, 360)}
+    assert [len(r.faces) > 0 for r in results] == [False] * 3 + [True] * 4 + [False] * 3
+    upright_faces = len(engine.detect(upright, tracker=engine.new_tracker()).faces)
+    assert abs(len(results[5].faces) - upright_faces) <= 1
+
+
+def test_gap_clip_frames_through_the_servers_live_path(gap_clip, engine):
+    """The web page's live camera posts frames one by one; empty frames answer with no faces."""
+    import pytest
+
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from maskwatch.server.app import ServerSettings, create_app
+
+    cap = cv2.VideoCapture(str(gap_clip))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.imencode(".jpg", f)[1].tobytes())
+    cap.release()
+    with TestClient(create_app(ServerSettings(workers=1), engine=engine)) as client:
+        answers = [client.post("/v1/detect?live=true", content=b, headers={"Content-Type": "image/jpeg"})
+                   for b in frames]
+    assert [a.status_code for a in answers] == [200] * 18
+    n_faces = [len(a.json()["faces"]) for a in answers]
+    assert n_faces[:6] == [0] * 6 and n_faces[-6:] == [0] * 6 and min(n_faces[6:12]) >= 3
