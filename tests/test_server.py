@@ -67,7 +67,7 @@ def scene_bytes() -> bytes:
 def client(engine) -> TestClient:
     """The app with default settings, on the session's engine (loaded once)."""
     app = create_app(ServerSettings(workers=2), engine=engine)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
         yield c
 
 
@@ -75,7 +75,7 @@ def client(engine) -> TestClient:
 def tight_client(engine) -> TestClient:
     """The app with small limits: 0.05 MiB uploads, 100k pixels, 2 crops per request."""
     app = create_app(ServerSettings(max_upload_mb=0.05, max_pixels=100_000, max_crops=2, workers=1), engine=engine)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://localhost:8000") as c:
         yield c
 
 

@@ -3,12 +3,19 @@
 Handles EXIF orientation, grayscale, palette, RGBA (composited on white), 16-bit PNG and CMYK JPEG,
 and refuses huge images (pixel limit) and files that are not, or no longer, images with a
 :class:`~maskwatch.errors.ImageDecodeError` that says what arrived.
+
+Only the formats in :data:`DECODED_FORMATS` are ever decoded (JPEG, PNG, WebP, BMP, TIFF, GIF and
+PPM/PGM): Pillow is never allowed to pick another plugin, so a PostScript/EPS file can never reach
+Ghostscript, whatever is installed. The CLI, the server and training all decode through
+:func:`decode_image`.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,43 +26,203 @@ from maskwatch.errors import ImageDecodeError, ImageTooLargeError, InputError
 #: Default pixel limit (width * height) for any decoded image: 100 megapixels.
 DEFAULT_MAX_PIXELS = 100_000_000
 
+#: The only Pillow plugins ever used to open an image. None of them runs an external program
+#: (Pillow's EPS plugin runs Ghostscript; PDF, SVG and PostScript are never decoded). GIF, WebP and
+#: TIFF give their first frame.
+DECODED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "PPM")
+
+#: How the accepted formats are named in messages.
+ACCEPTED_FORMATS_TEXT = "JPEG, PNG, WebP, BMP, TIFF or GIF"
+
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".jfif", ".pgm", ".ppm"}
 )
 
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an image's header says, read without decoding its pixels."""
+
+    format: str
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def _open(data: bytes) -> Image.Image:
+    """Open (header only) with the allowed plugins; Pillow's bomb warning is left to our own limit."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data), formats=list(DECODED_FORMATS))
+
+
+def _not_an_image(name: str, data: bytes) -> ImageDecodeError:
+    return ImageDecodeError(
+        f"{name}: not an image in a supported format (starts with {bytes(data[:8])!r}); "
+        f"expected {ACCEPTED_FORMATS_TEXT}. Convert it to JPEG or PNG first."
+    )
+
+
+def _too_large(name: str, width: int, height: int, max_pixels: int) -> ImageTooLargeError:
+    return ImageTooLargeError(
+        f"{name}: {width}x{height} pixels is over the limit of {max_pixels:,} pixels; shrink the image first."
+    )
+
+
+# ----------------------------------------------------------------------------------- JPEG checks
+
+_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_HUFFMAN_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7})
+_PROGRESSIVE_SOF = frozenset({0xC2, 0xC6})
+
+
+def _jpeg_scan_bytes(data: bytes) -> tuple[int, tuple[int, int], list[tuple[int, int]], int] | None:
+    """``(SOF marker, (width, height), [(h, v) sampling per component], entropy-coded bytes)`` of a JPEG.
+
+    Walks the marker segments (none of the pixels are decoded). ``None`` when the layout is not
+    understood (then the decoder alone judges the file).
+    """
+    n = len(data)
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    i = 2
+    sof: tuple[int, int, int, list[tuple[int, int]]] | None = None
+    scan = 0
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xD9:  # EOI
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        seg = data[i + 4:i + 2 + length]
+        if marker in _SOF_MARKERS and len(seg) >= 6:
+            height = int.from_bytes(seg[1:3], "big")
+            width = int.from_bytes(seg[3:5], "big")
+            ncomp = seg[5]
+            comps = [(seg[6 + 3 * k + 1] >> 4, seg[6 + 3 * k + 1] & 0x0F) for k in range(ncomp)
+                     if 6 + 3 * k + 1 < len(seg)]
+            sof = (marker, width, height, comps)
+        i += 2 + length
+        if marker == 0xDA:  # start of scan: entropy-coded data runs to the next marker other than RSTn
+            start = i
+            while True:
+                j = data.find(b"\xff", i)
+                if j < 0 or j + 1 >= n:
+                    i = n
+                    break
+                nxt = data[j + 1]
+                if nxt == 0x00 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
+                    i = j + 2 if nxt != 0xFF else j + 1
+                    continue
+                i = j
+                break
+            scan += i - start
+    if sof is None:
+        return None
+    marker, width, height, comps = sof
+    return marker, (width, height), comps, scan
+
+
+def _check_jpeg_data(data: bytes, name: str) -> None:
+    """Refuse a JPEG whose entropy-coded data cannot fill the size its header declares.
+
+    A JPEG whose header lies about its size (or whose data was cut before a final EOI marker)
+    otherwise decodes "successfully" to a grey image. Every 8x8 block of a Huffman-coded JPEG costs
+    at least one bit (its DC code) in a progressive file and two (DC code and an AC code or
+    end-of-block) in a sequential one; fewer bytes than that cannot be a whole image.
+    """
+    info = _jpeg_scan_bytes(data)
+    if info is None:
+        return
+    marker, (width, height), comps, scan = info
+    if marker not in _HUFFMAN_SOF:
+        return  # arithmetic coding can spend less than a bit on a block
+    if not comps or width <= 0 or height <= 0:
+        return
+    hmax = max(h for h, _ in comps) or 1
+    vmax = max(v for _, v in comps) or 1
+    blocks = 0
+    for h, v in comps:
+        blocks += math.ceil(math.ceil(width * h / hmax) / 8) * math.ceil(math.ceil(height * v / vmax) / 8)
+    bits_per_block = 1 if marker in _PROGRESSIVE_SOF else 2
+    needed = blocks * bits_per_block // 8
+    if scan < needed:
+        raise ImageDecodeError(
+            f"{name}: corrupt JPEG: its header says {width}x{height} pixels, which needs at least "
+            f"{needed:,} bytes of image data, but the file holds {scan:,}; the file is damaged or truncated."
+        )
+
+
+# ----------------------------------------------------------------------------------- conversion
+
+
+def _gray_to_bgr(gray: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_GRAY2BGR)
+
 
 def _to_bgr(img: Image.Image) -> np.ndarray:
+    """BGR ``uint8`` pixels of ``img``; closes ``img`` as soon as its pixels are copied out."""
+    import cv2
+
     mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I", "I;16N"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if arr.max(initial=0) > 255 else 255.0
-        gray = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.asarray(img)
+        img.close()
+        hi = 65535 if int(arr.max(initial=0)) > 255 else 255
+        lut = np.minimum((np.arange(65536, dtype=np.uint32) * 255 + hi // 2) // hi, 255).astype(np.uint8)
+        return _gray_to_bgr(lut[arr])
+    if mode == "I":
+        arr = np.array(img, dtype=np.int32)
+        img.close()
+        hi = 65535 if int(arr.max(initial=0)) > 255 else 255
+        np.clip(arr, 0, hi, out=arr)
+        arr *= 255
+        arr += hi // 2
+        arr //= hi
+        return _gray_to_bgr(arr.astype(np.uint8))
     if mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
+        arr = np.asarray(img, dtype=np.float32)
+        img.close()
         lo, hi = float(arr.min(initial=0)), float(arr.max(initial=1))
-        gray = ((arr - lo) / max(hi - lo, 1e-9) * 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+        return _gray_to_bgr(((arr - lo) * (255.0 / max(hi - lo, 1e-9))).astype(np.uint8))
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
+        img.close()
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)
-    rgb = np.asarray(img.convert("RGB"))
-    return np.ascontiguousarray(rgb[:, :, ::-1])
+        rgba.close()
+        background.close()
+    if img.mode == "L":
+        arr = np.asarray(img)
+        img.close()
+        return _gray_to_bgr(arr)
+    if img.mode != "RGB":
+        rgb_img = img.convert("RGB")
+        img.close()
+        img = rgb_img
+    rgb = np.asarray(img)
+    img.close()
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
-def decode_image(
-    data: bytes | Path | str, *, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> np.ndarray:
-    """Decode an image file or bytes into a ``uint8`` BGR array of shape ``(H, W, 3)``.
+# ----------------------------------------------------------------------------------- public API
 
-    EXIF orientation is applied, so boxes refer to the image as a person sees it.
 
-    Raises:
-        InputError: the path does not exist or is a folder.
-        ImageDecodeError: the bytes are not a readable image (corrupt, truncated, other format).
-        ImageTooLargeError: the image has more than ``max_pixels`` pixels.
-    """
+def _read(data: bytes | Path | str, name: str | None) -> tuple[bytes, str]:
     if isinstance(data, (str, Path)):
         path = Path(data)
         name = name or str(path)
@@ -70,41 +237,136 @@ def decode_image(
     name = name or "<image>"
     if not data:
         raise ImageDecodeError(f"{name}: the file is empty, expected an image (JPEG, PNG, ...).")
+    return bytes(data) if not isinstance(data, bytes) else data, name
+
+
+def probe_image(data: bytes | Path | str, *, name: str | None = None) -> ImageInfo:
+    """Format and size of an image from its header, without decoding its pixels.
+
+    Raises:
+        InputError: the path does not exist or is a folder.
+        ImageDecodeError: not an image in one of :data:`DECODED_FORMATS`.
+    """
+    raw, name = _read(data, name)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            w, h = img.size
-            if w * h > max_pixels:
-                raise ImageTooLargeError(
-                    f"{name}: {w}x{h} pixels is over the limit of {max_pixels:,} pixels; "
-                    "shrink the image first."
-                )
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
-            return _to_bgr(img)
-    except ImageTooLargeError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        with _open(raw) as img:
+            return ImageInfo(str(img.format), *img.size)
+    except Image.DecompressionBombError:
+        # Pillow refuses to even open images over twice its own limit; read the size ourselves.
+        return ImageInfo("?", *_header_size(raw))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise _not_an_image(name, raw) from exc
+
+
+def _header_size(data: bytes) -> tuple[int, int]:
+    import struct
+
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    info = _jpeg_scan_bytes(data)
+    if info is not None:
+        return info[1]
+    return (1 << 16, 1 << 16)  # unknown: huge, which is why Pillow refused it
+
+
+def decode_image_with_size(
+    data: bytes | Path | str,
+    *,
+    name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    reduce_to: int | None = None,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`decode_image`, also returning the image's full ``(width, height)`` as shown (EXIF applied).
+
+    With ``reduce_to``, an image whose long side is at least twice ``reduce_to`` pixels is decoded
+    reduced by an integer factor that keeps its long side >= ``reduce_to``: a JPEG in the decoder
+    itself (DCT scaling, 1/2, 1/4 or 1/8: less memory and time), other formats by
+    :meth:`PIL.Image.Image.reduce` after decoding. The full size returned then differs from the
+    array's; ``full_width / array_width`` maps coordinates back.
+    """
+    raw, name = _read(data, name)
+    try:
+        img = _open(raw)
+    except Image.DecompressionBombError as exc:
+        w, h = _header_size(raw)
+        if w * h > max_pixels:
+            raise _too_large(name, w, h, max_pixels) from exc
         raise ImageTooLargeError(f"{name}: image is too large to decode safely ({exc}).") from exc
     except UnidentifiedImageError as exc:
-        head = bytes(data[:16])
-        raise ImageDecodeError(
-            f"{name}: not an image (starts with {head[:8]!r}); expected JPEG, PNG, BMP, WebP, TIFF or GIF."
-        ) from exc
+        raise _not_an_image(name, raw) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError(f"{name}: corrupt image ({exc}).") from exc
+    try:
+        w, h = img.size
+        if w * h > max_pixels:
+            raise _too_large(name, w, h, max_pixels)
+        if img.format in ("JPEG", "MPO"):
+            _check_jpeg_data(raw, name)
+        full = (w, h)
+        long_side = max(w, h)
+        factor = 1
+        if reduce_to and long_side >= 2 * reduce_to:
+            factor = long_side // reduce_to
+            if img.format in ("JPEG", "MPO"):
+                img.draft(img.mode, (max(1, w // factor), max(1, h // factor)))
+                factor = 1  # the decoder did it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img.load()
+        if factor > 1:
+            reduced = img.reduce(factor)
+            img.close()
+            img = reduced
+        orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+        transposed = ImageOps.exif_transpose(img)
+        if transposed is not None and transposed is not img:
+            img.close()
+            img = transposed
+        if orientation in (5, 6, 7, 8):
+            full = (full[1], full[0])
+        return _to_bgr(img), full
+    except InputError:
+        raise
     except (OSError, SyntaxError, ValueError) as exc:
         msg = str(exc)
         if "truncated" in msg:
             raise ImageDecodeError(f"{name}: the image file is truncated (incomplete download?).") from exc
         raise ImageDecodeError(f"{name}: corrupt image ({msg}).") from exc
+    finally:
+        img.close()
+
+
+def decode_image(
+    data: bytes | Path | str,
+    *,
+    name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    reduce_to: int | None = None,
+) -> np.ndarray:
+    """Decode an image file or bytes into a ``uint8`` BGR array of shape ``(H, W, 3)``.
+
+    EXIF orientation is applied, so boxes refer to the image as a person sees it. Only the formats
+    in :data:`DECODED_FORMATS` are decoded. ``reduce_to``: see :func:`decode_image_with_size`.
+
+    Raises:
+        InputError: the path does not exist or is a folder.
+        ImageDecodeError: the bytes are not a readable image (corrupt, truncated, other format).
+        ImageTooLargeError: the image has more than ``max_pixels`` pixels.
+    """
+    return decode_image_with_size(data, name=name, max_pixels=max_pixels, reduce_to=reduce_to)[0]
 
 
 def sniff_image_format(data: bytes) -> str | None:
-    """Return the image format of ``data`` judged from its bytes (``"JPEG"``, ``"PNG"``, ...) or ``None``."""
+    """The format of ``data`` judged from its bytes (``"JPEG"``, ``"PNG"``, ...), if it is one we decode.
+
+    ``None`` for anything else, including image formats that are never decoded (EPS, PDF, SVG, ...).
+    """
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with _open(data) as img:
             return img.format
-    except Exception:  # noqa: BLE001 - any failure means "not an image"
+    except Image.DecompressionBombError:
+        return "PNG" if data.startswith(b"\x89PNG") else ("JPEG" if data.startswith(b"\xff\xd8\xff") else None)
+    except Exception:  # noqa: BLE001 - any failure means "not an image we decode"
         return None
 
 

@@ -1,9 +1,13 @@
 """The web page and HTTP API of ``maskwatch serve`` (FastAPI).
 
 :func:`create_app` builds the application; the engine (classifier and face detector) loads once,
-in the lifespan, unless one is handed in. Every upload is read into memory with a size limit,
-sniffed (its declared type is not trusted) and decoded with a pixel limit; nothing is written to
-disk. Detection runs in a small pool of workers that share the classifier, off the event loop.
+in the lifespan, unless one is handed in. Every upload is read into memory with a size and time
+limit, sniffed (its declared type is not trusted; only JPEG, PNG, WebP, BMP, TIFF and GIF count),
+its header checked against the request's pixel budget, and decoded (large images reduced where the
+model does not need their full size); nothing is written to disk. Detection runs in a small pool of
+workers that share the classifier, off the event loop, behind a bounded queue (503 with
+``Retry-After`` when full); work whose client has gone is dropped. :mod:`maskwatch.server.guard`
+adds header limits, the Host check and security headers, and drains unread bodies.
 
 Endpoints:
 
@@ -18,10 +22,13 @@ Endpoints:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import ctypes
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -36,15 +43,18 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 import maskwatch
 from maskwatch.annotate import annotate
 from maskwatch.engine import MaskDetector
 from maskwatch.errors import ImageTooLargeError, InputError, MaskwatchError
 from maskwatch.faces.detector import DETECTOR_BACKENDS
-from maskwatch.io.images import decode_image, encode_image
+from maskwatch.io.images import ImageInfo, decode_image_with_size, encode_image, probe_image
 from maskwatch.results import FrameResult
-from maskwatch.server.uploads import Upload, UploadError, read_uploads, require_image
+from maskwatch.server import is_loopback
+from maskwatch.server.guard import RequestGuard
+from maskwatch.server.uploads import ClientGone, Upload, UploadError, read_uploads, require_image
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +90,14 @@ class ServerSettings:
         detector_model: YuNet file or folder (``MASKWATCH_DETECTOR_MODEL``; the engine also
             searches ``MASKWATCH_MODELS``).
         max_upload_mb: request body limit in MB (of 2**20 bytes), 413 above (``MASKWATCH_MAX_UPLOAD_MB``).
-        max_pixels: decoded-image pixel limit, the decompression-bomb guard (``MASKWATCH_MAX_PIXELS``).
+        max_pixels: pixel budget of one request: the sizes (width x height, from the image headers,
+            before decoding) of all its images added up, 413 above; the decompression-bomb guard and
+            the bound on a request's memory (``MASKWATCH_MAX_PIXELS``).
         workers: images processed at once; they share one classifier (``MASKWATCH_WORKERS``).
+        max_queue: requests that may wait for a worker (uploading or queued) beyond the ``workers``
+            being processed; more get 503 with ``Retry-After`` (``MASKWATCH_MAX_QUEUE``).
+        upload_timeout_s: seconds a request body may take to arrive, 408 after
+            (``MASKWATCH_UPLOAD_TIMEOUT``).
         live_detect_size: face-detection size (long side, px) for ``?live=true`` video frames
             (``MASKWATCH_LIVE_DETECT_SIZE``); photos use the engine's own size.
         max_crops: most face crops in one ``/v1/classify`` request (``MASKWATCH_MAX_CROPS``).
@@ -96,6 +112,8 @@ class ServerSettings:
     max_upload_mb: float = 20.0
     max_pixels: int = 50_000_000
     workers: int = max(1, min(2, os.cpu_count() or 1))
+    max_queue: int = 32
+    upload_timeout_s: float = 30.0
     live_detect_size: int = 480
     max_crops: int = 64
     log_level: str = "warning"
@@ -107,6 +125,10 @@ class ServerSettings:
             raise InputError(f"the pixel limit must be >= 1, got {self.max_pixels}")
         if not 1 <= self.workers <= 64:
             raise InputError(f"workers must be between 1 and 64, got {self.workers}")
+        if self.max_queue < 0:
+            raise InputError(f"the queue limit must be >= 0, got {self.max_queue}")
+        if self.upload_timeout_s <= 0:
+            raise InputError(f"the upload timeout must be > 0 s, got {self.upload_timeout_s}")
         if not 64 <= self.live_detect_size <= 4096:
             raise InputError(f"the live detection size must be 64..4096 px, got {self.live_detect_size}")
         if self.max_crops < 1:
@@ -136,6 +158,8 @@ class ServerSettings:
             "max_upload_mb": _env_number(env, "MASKWATCH_MAX_UPLOAD_MB", float, d["max_upload_mb"].default),
             "max_pixels": _env_number(env, "MASKWATCH_MAX_PIXELS", int, d["max_pixels"].default),
             "workers": _env_number(env, "MASKWATCH_WORKERS", int, d["workers"].default),
+            "max_queue": _env_number(env, "MASKWATCH_MAX_QUEUE", int, d["max_queue"].default),
+            "upload_timeout_s": _env_number(env, "MASKWATCH_UPLOAD_TIMEOUT", float, d["upload_timeout_s"].default),
             "live_detect_size": _env_number(env, "MASKWATCH_LIVE_DETECT_SIZE", int, d["live_detect_size"].default),
             "max_crops": _env_number(env, "MASKWATCH_MAX_CROPS", int, d["max_crops"].default),
             "log_level": env.get("MASKWATCH_LOG_LEVEL") or d["log_level"].default,
@@ -201,6 +225,12 @@ class EnginePool:
             for i in range(settings.workers)
         ]
         self._queue: asyncio.Queue[_Worker] | None = None
+        #: requests admitted now (uploading, waiting for a worker or being processed)
+        self.active = 0
+        self.max_active = settings.workers + settings.max_queue
+        #: requests refused because the queue was full / dropped because their client had gone
+        self.refused = 0
+        self.dropped = 0
 
     def _clone(self, engine: MaskDetector, detect_size: int | None, new_detector: bool = True) -> MaskDetector:
         """A shallow copy of ``engine`` (same classifier) with its own face detector and our pixel limit."""
@@ -218,19 +248,67 @@ class EnginePool:
             log.warning("face detector %r is shared between workers", fd.name)
         return clone
 
-    async def run(self, fn: Callable[[_Worker], T]) -> T:
-        """Run ``fn(worker)`` on a free worker's thread."""
+    @contextlib.contextmanager
+    def admit(self):  # type: ignore[no-untyped-def]
+        """Count a request in for its whole life; 503 (``Retry-After``) when ``workers + max_queue`` are in."""
+        if self.active >= self.max_active:
+            self.refused += 1
+            raise UploadError(
+                503, f"the server is busy: {self.active} requests are being uploaded, queued or processed, the "
+                f"limit is {self.max_active} ({self.size} workers + a queue of {self.settings.max_queue}); "
+                "retry in a moment (see Retry-After) or raise MASKWATCH_MAX_QUEUE / MASKWATCH_WORKERS.",
+                headers={"Retry-After": "1"},
+            )
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+
+    async def run(self, fn: Callable[[_Worker], T], request: Request | None = None) -> T:
+        """Run ``fn(worker)`` on a free worker's thread.
+
+        With ``request``, the wait for a worker ends early when the client disconnects (then
+        :class:`ClientGone` is raised and ``fn`` never runs): work nobody waits for is dropped.
+        """
         if self._queue is None:
             self._queue = asyncio.Queue()
             for w in self._workers:
                 self._queue.put_nowait(w)
-        worker = await self._queue.get()
+        worker = await self._acquire(request)
+        if worker is None:
+            self.dropped += 1
+            raise ClientGone("the client disconnected while its request waited for a worker; dropped")
         try:
             # If the request is cancelled the call still runs to its end on the worker's single
             # thread, and the worker's next call queues behind it there: never two at once.
             return await asyncio.get_running_loop().run_in_executor(worker.thread, fn, worker)
         finally:
             self._queue.put_nowait(worker)
+
+    async def _acquire(self, request: Request | None) -> _Worker | None:
+        """A free worker, or ``None`` when the client of ``request`` disconnects first."""
+        assert self._queue is not None
+        if request is None:
+            return await self._queue.get()
+        get = asyncio.ensure_future(self._queue.get())
+        gone = asyncio.ensure_future(_disconnected(request))
+        completed = False
+        try:
+            await asyncio.wait([get, gone], return_when=asyncio.FIRST_COMPLETED)
+            completed = True
+        finally:
+            for task in (get, gone):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            worker = get.result() if get.done() and not get.cancelled() else None
+            client_left = gone.done() and not gone.cancelled() and gone.exception() is None
+            if worker is not None and (client_left or not completed):
+                self._queue.put_nowait(worker)  # back to the pool: nobody will use it here
+                worker = None
+        return worker
 
     async def warm_up(self) -> None:
         """Run every worker once (largest classifier batch, both detectors), all at the same time."""
@@ -251,6 +329,32 @@ class EnginePool:
     def close(self) -> None:
         for w in self._workers:
             w.thread.shutdown(wait=True, cancel_futures=True)
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client of ``request`` (whose body has been read) disconnects."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim  # glibc
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _find_malloc_trim()
+#: After a request that decoded more pixels than this, freed memory is handed back to the system.
+_TRIM_ABOVE_PIXELS = 4_000_000
+
+
+def _give_memory_back(pixels: int) -> None:
+    """glibc keeps freed blocks in its per-thread arenas; after a large image, return them (RSS falls)."""
+    if _MALLOC_TRIM is not None and pixels > _TRIM_ABOVE_PIXELS:
+        _MALLOC_TRIM(0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,6 +400,7 @@ class HealthModel(BaseModel):
     classes: list[str]
     detector: str = Field(description="face detector backend: yunet or yuface")
     workers: int
+    max_queue: int
     max_upload_bytes: int
     max_pixels: int
     live_detect_size: int
@@ -332,9 +437,13 @@ def _image_body(multi: bool) -> dict[str, Any]:
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    413: {"model": ErrorModel, "description": "upload over the size limit, or image over the pixel limit"},
-    415: {"model": ErrorModel, "description": "the body is not an image (judged from its bytes)"},
+    408: {"model": ErrorModel, "description": "the upload did not arrive in time (MASKWATCH_UPLOAD_TIMEOUT)"},
+    413: {"model": ErrorModel, "description": "upload over the size limit, or images over the request's pixel budget"},
+    415: {"model": ErrorModel, "description": "the body is not a JPEG, PNG, WebP, BMP, TIFF or GIF image (judged "
+          "from its bytes; EPS, PDF, SVG are never decoded)"},
     422: {"model": ErrorModel, "description": "corrupt or truncated image, empty body, malformed form, bad parameter"},
+    431: {"model": ErrorModel, "description": "too many or too large request headers"},
+    503: {"model": ErrorModel, "description": "the queue is full; retry after the `Retry-After` header's seconds"},
 }
 
 
@@ -358,7 +467,14 @@ def _status_for(exc: MaskwatchError) -> int:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UploadError)
     async def _upload_error(request: Request, exc: UploadError) -> JSONResponse:
-        return _error(exc.status_code, exc.detail)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers or None)
+
+    @app.exception_handler(ClientGone)
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+        # Nobody will read this answer: one quiet line, no traceback.
+        log.info("%s %s: client went away (%s)", request.method, request.url.path, exc or "disconnected")
+        return _error(400, "the client disconnected before the request was complete.")
 
     @app.exception_handler(MaskwatchError)
     async def _maskwatch_error(request: Request, exc: MaskwatchError) -> JSONResponse:
@@ -448,7 +564,9 @@ api = APIRouter()
         "Upload one image (JPEG, PNG, WebP, BMP, TIFF, GIF) as a multipart file field or as the raw body. "
         "Returns the same JSON object as one line of `maskwatch detect --json`, or with `format=jpeg|png` "
         "the annotated image (counts in the `X-Faces-*` headers). Per-stage times are in the "
-        "`Server-Timing` header. Nothing is written to disk."
+        "`Server-Timing` header. Nothing is written to disk. A photo with a long side of 5120 px or more (four "
+        "times the detection size) is decoded reduced by an integer factor that keeps it at 2560 px or more: "
+        "boxes are still in its full pixels; the annotated image comes back at the reduced size."
     ),
     openapi_extra=_image_body(multi=False),
     responses={
@@ -473,21 +591,38 @@ async def detect(
     ),
 ) -> Response:
     settings = _settings(request)
-    upload = _one_upload(await read_uploads(request, settings.max_upload_bytes))
-    require_image(upload)
-    source = upload.filename or "<upload>"
-    want_image = fmt != "json"
+    pool = _pool(request)
+    with pool.admit():
+        upload = _one_upload(await read_uploads(request, settings.max_upload_bytes, timeout_s=settings.upload_timeout_s))
+        require_image(upload)
+        source = upload.filename or "<upload>"
+        (info,) = _within_budget([upload], [source], settings)
+        want_image = fmt != "json"
 
-    def work(worker: _Worker) -> tuple[FrameResult, bytes | None]:
-        engine = worker.live if live else worker.photo
-        result = engine.detect_bytes(upload.data, source=source, keep_image=want_image)
-        body = None
-        if want_image and result.image is not None:
-            body = encode_image(annotate(result.image, result.faces, counts=banner), fmt)
-        result.image = None
-        return result, body
+        def work(worker: _Worker) -> tuple[FrameResult, bytes | None]:
+            engine = worker.live if live else worker.photo
+            detect_size = getattr(getattr(engine.face_detector, "settings", None), "detect_size", None)
+            try:
+                t0 = time.perf_counter()
+                # The detector sees the image at `detect_size`: decode no larger than twice that.
+                image, full = decode_image_with_size(
+                    upload.data, name=source, max_pixels=settings.max_pixels,
+                    reduce_to=2 * detect_size if detect_size else None,
+                )
+                decode_ms = (time.perf_counter() - t0) * 1e3
+                result = engine.detect(image, source=source, keep_image=want_image)
+                del image
+                result.timings_ms = {"decode": decode_ms, **result.timings_ms}
+                body = None
+                if want_image and result.image is not None:  # drawn at the decoded size
+                    body = encode_image(annotate(result.image, result.faces, counts=banner), fmt)
+                result.image = None
+                _to_full_size(result, full)
+                return result, body
+            finally:
+                _give_memory_back(info.pixels)
 
-    result, image = await _pool(request).run(work)
+        result, image = await pool.run(work, request)
     headers = _result_headers(result)
     if image is not None:
         return Response(image, media_type=f"image/{fmt}", headers=headers)
@@ -500,7 +635,8 @@ async def detect(
     description=(
         "Each uploaded image is taken as one whole face crop. Send several multipart file fields for "
         "several crops, or one crop as the raw body. Returns a JSON array with one object per crop, in "
-        "upload order: the same objects as `maskwatch classify --json`."
+        "upload order: the same objects as `maskwatch classify --json`. The crops of one request share "
+        "its pixel budget; large crops are decoded reduced (the model sees them at its input size)."
     ),
     openapi_extra=_image_body(multi=True),
     responses={200: {"model": list[CropResultModel], "description": "one verdict per crop"}, **_ERRORS},
@@ -508,21 +644,75 @@ async def detect(
 )
 async def classify(request: Request) -> Response:
     settings = _settings(request)
-    uploads = await read_uploads(request, settings.max_upload_bytes, max_parts=settings.max_crops + 16)
-    if len(uploads) > settings.max_crops:
-        raise UploadError(
-            413, f"{len(uploads)} crops in one request is over the limit of {settings.max_crops}; "
-            "split them over several requests."
+    pool = _pool(request)
+    with pool.admit():
+        uploads = await read_uploads(
+            request, settings.max_upload_bytes, max_parts=settings.max_crops + 16, timeout_s=settings.upload_timeout_s
         )
-    for up in uploads:
-        require_image(up)
-    names = [up.filename or ("<upload>" if len(uploads) == 1 else f"<crop {i}>") for i, up in enumerate(uploads)]
+        if len(uploads) > settings.max_crops:
+            raise UploadError(
+                413, f"{len(uploads)} crops in one request is over the limit of {settings.max_crops}; "
+                "split them over several requests."
+            )
+        for up in uploads:
+            require_image(up)
+        names = [up.filename or ("<upload>" if len(uploads) == 1 else f"<crop {i}>") for i, up in enumerate(uploads)]
+        infos = _within_budget(uploads, names, settings)
+        reduce_to = 2 * pool.engine.classifier.input_size
 
-    def work(worker: _Worker) -> list[dict[str, Any]]:
-        crops = [decode_image(up.data, name=name, max_pixels=settings.max_pixels) for up, name in zip(uploads, names)]
-        return [r.to_dict() for r in worker.photo.classify(crops, names)]
+        def work(worker: _Worker) -> list[dict[str, Any]]:
+            try:
+                crops = [
+                    decode_image_with_size(up.data, name=name, max_pixels=settings.max_pixels, reduce_to=reduce_to)[0]
+                    for up, name in zip(uploads, names)
+                ]
+                return [r.to_dict() for r in worker.photo.classify(crops, names)]
+            finally:
+                _give_memory_back(sum(i.pixels for i in infos))
 
-    return JSONResponse(await _pool(request).run(work))
+        return JSONResponse(await pool.run(work, request))
+
+
+def _within_budget(uploads: list[Upload], names: list[str], settings: ServerSettings) -> list[ImageInfo]:
+    """The header sizes of the uploads; 413 when together they are over the request's pixel budget.
+
+    Read from the image headers only: nothing is decoded before the request is known to fit.
+    """
+    infos = [probe_image(up.data, name=name) for up, name in zip(uploads, names)]
+    total = sum(i.pixels for i in infos)
+    budget = settings.max_pixels
+    if total > budget:
+        if len(infos) == 1:
+            i = infos[0]
+            detail = (
+                f"{names[0]}: {i.width}x{i.height} pixels is too large: over the limit of {budget:,} pixels per "
+                "request. Shrink the image first (or start the server with a higher MASKWATCH_MAX_PIXELS)."
+            )
+        else:
+            k = max(range(len(infos)), key=lambda j: infos[j].pixels)
+            detail = (
+                f"the {len(infos)} images of this request add up to {total:,} pixels, too large for the budget of "
+                f"{budget:,} pixels per request (the largest, {names[k]}, is {infos[k].width}x{infos[k].height}). "
+                "Send smaller crops, or fewer per request."
+            )
+        raise UploadError(413, detail)
+    return infos
+
+
+def _to_full_size(result: FrameResult, full: tuple[int, int]) -> None:
+    """Map a result computed on a reduced image back to the full image's pixels (boxes, width, height)."""
+    w, h = full
+    if (result.width, result.height) == (w, h):
+        return
+    sx, sy = w / result.width, h / result.height
+    result.faces = [
+        dataclasses.replace(f, box=(
+            min(w, max(0, round(f.box[0] * sx))), min(h, max(0, round(f.box[1] * sy))),
+            min(w, max(0, round(f.box[2] * sx))), min(h, max(0, round(f.box[3] * sy))),
+        ))
+        for f in result.faces
+    ]
+    result.width, result.height = w, h
 
 
 @api.get("/health", summary="Is the server up; which model and detector", response_model=HealthModel, tags=["info"])
@@ -537,6 +727,7 @@ async def health(request: Request) -> dict[str, Any]:
         "classes": list(engine.classes),
         "detector": engine.face_detector.name,
         "workers": pool.size,
+        "max_queue": s.max_queue,
         "max_upload_bytes": s.max_upload_bytes,
         "max_pixels": s.max_pixels,
         "live_detect_size": s.live_detect_size,
@@ -612,6 +803,11 @@ def create_app(settings: ServerSettings | None = None, engine: MaskDetector | No
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(
+        RequestGuard,
+        loopback_only=is_loopback(settings.host),
+        drain_bytes=max(64 * MB, 2 * settings.max_upload_bytes),
+    )
     _install_error_handlers(app)
     app.include_router(api)
     app.include_router(pages)

@@ -1,18 +1,20 @@
-"""Read uploaded images from an HTTP request: size limit, in-memory multipart, byte sniffing.
+"""Read uploaded images from an HTTP request: size and time limits, in-memory multipart, byte sniffing.
 
 Nothing here touches the disk: Starlette's own form parser spools files over 1 MB to a temporary
 file, so multipart bodies are parsed in memory with ``python-multipart``'s low-level parser instead.
-The declared ``Content-Type`` of an upload is never trusted: :func:`sniff_format` looks at the bytes.
+The declared ``Content-Type`` of an upload is never trusted: :func:`sniff_format` looks at the bytes,
+and only the formats maskwatch decodes (:data:`maskwatch.io.images.DECODED_FORMATS`) count as images.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from maskwatch.io.images import sniff_image_format
+from maskwatch.io.images import ACCEPTED_FORMATS_TEXT, sniff_image_format
 
 #: Image formats recognised by their first bytes (the rest falls back to Pillow's own sniffing).
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -24,16 +26,21 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"MM\x00*", "TIFF"),
 )
 
-ACCEPTED_FORMATS = "JPEG, PNG, WebP, BMP, TIFF or GIF"
+ACCEPTED_FORMATS = ACCEPTED_FORMATS_TEXT
 
 
 class UploadError(Exception):
     """A request whose body cannot be used; carries the HTTP status and a message for a person."""
 
-    def __init__(self, status_code: int, detail: str) -> None:
+    def __init__(self, status_code: int, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status_code = status_code
         self.detail = detail
+        self.headers = headers or {}
+
+
+class ClientGone(Exception):
+    """The client closed the connection (mid-upload, or while its request waited): nobody to answer."""
 
 
 @dataclass(frozen=True)
@@ -63,11 +70,13 @@ def too_large_detail(size: int | None, limit: int) -> str:
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
     """Read the whole request body into memory, refusing (413) anything over ``limit`` bytes.
 
-    A declared ``Content-Length`` over the limit is refused before any byte is read; a chunked body
-    is counted as it arrives and refused as soon as it passes the limit.
+    A declared ``Content-Length`` over the limit is refused before any byte is kept (the server's
+    drain then reads and discards the rest, so the client sees the answer); a chunked body is counted
+    as it arrives and refused as soon as it passes the limit. A body that takes longer than
+    ``timeout_s`` seconds to arrive gets 408. A client that disconnects raises :class:`ClientGone`.
     """
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -78,10 +87,29 @@ async def read_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise UploadError(413, too_large_detail(size, limit))
     buf = bytearray()
-    async for chunk in request.stream():
-        buf += chunk
-        if len(buf) > limit:
-            raise UploadError(413, too_large_detail(None, limit))
+
+    async def receive_all() -> None:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone("the client disconnected during the upload")
+            buf.extend(message.get("body", b""))
+            if len(buf) > limit:
+                raise UploadError(413, too_large_detail(None, limit))
+            if not message.get("more_body", False):
+                return
+
+    try:
+        if timeout_s is None:
+            await receive_all()
+        else:
+            async with asyncio.timeout(timeout_s):
+                await receive_all()
+    except TimeoutError:
+        raise UploadError(
+            408, f"the upload did not arrive within {timeout_s:g} s ({_mb(len(buf))} received); check the "
+            "connection and send it again.", headers={"Connection": "close"},
+        ) from None
     return bytes(buf)
 
 
@@ -94,8 +122,20 @@ class _Part:
     content_type: str | None = None
 
 
+def _first_delimiter(body: bytes, boundary: bytes) -> int:
+    """Where the first ``--boundary`` line starts, skipping a preamble (RFC 2046 5.1.1); -1 if none."""
+    delim = b"--" + boundary
+    if body.startswith(delim):
+        return 0
+    at = body.find(b"\r\n" + delim)
+    if at < 0:
+        at = body.find(b"\n" + delim)
+        return at + 1 if at >= 0 else -1
+    return at + 2
+
+
 def parse_multipart(body: bytes, content_type: str, max_parts: int = 256) -> list[Upload]:
-    """Split a ``multipart/form-data`` body into its parts, in memory."""
+    """Split a ``multipart/form-data`` body into its parts, in memory (a preamble is skipped)."""
     _, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if not boundary:
@@ -146,6 +186,9 @@ def parse_multipart(body: bytes, content_type: str, max_parts: int = 256) -> lis
         "on_header_end": on_header_end,
         "on_headers_finished": on_headers_finished,
     }
+    start = _first_delimiter(body, boundary)
+    if start > 0:
+        body = body[start:]
     try:
         parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
         parser.write(body)
@@ -163,18 +206,21 @@ def parse_multipart(body: bytes, content_type: str, max_parts: int = 256) -> lis
     ]
 
 
-async def read_uploads(request: Request, limit: int, max_parts: int = 256) -> list[Upload]:
+async def read_uploads(
+    request: Request, limit: int, max_parts: int = 256, timeout_s: float | None = None
+) -> list[Upload]:
     """The files in a request: the file parts of a multipart form, or the raw body as one file.
 
-    A body declared ``multipart/form-data`` is parsed as such only when it starts like one (its
-    boundary); anything else is taken as the raw bytes of one file, whatever its declared type.
+    A body declared ``multipart/form-data`` is parsed as such only when it holds a line with its
+    boundary (after an optional preamble); anything else is taken as the raw bytes of one file,
+    whatever its declared type.
     """
-    body = await read_body(request, limit)
+    body = await read_body(request, limit, timeout_s)
     content_type = request.headers.get("content-type", "")
     if content_type.lower().startswith("multipart/"):
         _, params = parse_options_header(content_type)
         boundary = params.get(b"boundary") or b""
-        if not boundary or body.lstrip(b"\r\n").startswith(b"--" + boundary):
+        if not boundary or _first_delimiter(body, boundary) >= 0:
             parts = parse_multipart(body, content_type, max_parts=max_parts)
             files = [p for p in parts if p.filename is not None]
             if not files:  # a form field holding the bytes, without a file name

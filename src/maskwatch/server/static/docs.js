@@ -109,7 +109,7 @@
           const r = await fetch(path + (q.toString() ? "?" + q : ""), init);
           const ct = r.headers.get("content-type") || "";
           if (ct.startsWith("image/")) {
-            const img = el("img", { src: URL.createObjectURL(await r.blob()), style: "max-width:100%" });
+            const img = el("img", { src: URL.createObjectURL(await r.blob()), class: "result-image" });
             out.replaceChildren(`${r.status} ${ct}\n`, img);
           } else {
             const text = await r.text();
