@@ -81,8 +81,38 @@ _HUFFMAN_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7})
 _PROGRESSIVE_SOF = frozenset({0xC2, 0xC6})
 
 
-def _jpeg_scan_bytes(data: bytes) -> tuple[int, tuple[int, int], list[tuple[int, int]], int] | None:
-    """``(SOF marker, (width, height), [(h, v) sampling per component], entropy-coded bytes)`` of a JPEG.
+@dataclass
+class _JpegLayout:
+    marker: int
+    size: tuple[int, int]
+    sampling: list[tuple[int, int]]
+    scan_bytes: int
+    min_dc_bits: int = 1  # shortest DC Huffman code
+    min_ac_block_bits: int = 1  # cheapest way to end a block's AC part: EOB, or one coefficient
+
+
+def _huffman_minimums(seg: bytes) -> tuple[list[int], list[int]]:
+    """Per table of a DHT segment: shortest DC code; cheapest AC end of block (EOB, or a code and a bit)."""
+    i = 0
+    dc: list[int] = []
+    ac: list[int] = []
+    while i + 17 <= len(seg):
+        kind = seg[i] >> 4
+        counts = seg[i + 1:i + 17]
+        symbols = seg[i + 17:i + 17 + sum(counts)]
+        lengths = [n + 1 for n, c in enumerate(counts) for _ in range(c)]
+        if lengths:
+            if kind == 0:
+                dc.append(lengths[0])
+            else:
+                eob = next((ln for sym, ln in zip(symbols, lengths) if sym == 0x00), 99)
+                ac.append(min(eob, lengths[0] + 1))
+        i += 17 + sum(counts)
+    return dc, ac
+
+
+def _jpeg_scan_bytes(data: bytes) -> _JpegLayout | None:
+    """The frame size, sampling, shortest Huffman codes and entropy-coded byte count of a JPEG.
 
     Walks the marker segments (none of the pixels are decoded). ``None`` when the layout is not
     understood (then the decoder alone judges the file).
@@ -93,6 +123,8 @@ def _jpeg_scan_bytes(data: bytes) -> tuple[int, tuple[int, int], list[tuple[int,
     i = 2
     sof: tuple[int, int, int, list[tuple[int, int]]] | None = None
     scan = 0
+    dc_min: list[int] = []
+    ac_min: list[int] = []
     while i + 4 <= n:
         if data[i] != 0xFF:
             return None
@@ -114,6 +146,10 @@ def _jpeg_scan_bytes(data: bytes) -> tuple[int, tuple[int, int], list[tuple[int,
             comps = [(seg[6 + 3 * k + 1] >> 4, seg[6 + 3 * k + 1] & 0x0F) for k in range(ncomp)
                      if 6 + 3 * k + 1 < len(seg)]
             sof = (marker, width, height, comps)
+        elif marker == 0xC4:
+            dc, ac = _huffman_minimums(seg)
+            dc_min.extend(dc)
+            ac_min.extend(ac)
         i += 2 + length
         if marker == 0xDA:  # start of scan: entropy-coded data runs to the next marker other than RSTn
             start = i
@@ -132,7 +168,10 @@ def _jpeg_scan_bytes(data: bytes) -> tuple[int, tuple[int, int], list[tuple[int,
     if sof is None:
         return None
     marker, width, height, comps = sof
-    return marker, (width, height), comps, scan
+    return _JpegLayout(
+        marker, (width, height), comps, scan,
+        min_dc_bits=min(dc_min) if dc_min else 1, min_ac_block_bits=min(ac_min) if ac_min else 1,
+    )
 
 
 def _check_jpeg_data(data: bytes, name: str) -> None:
@@ -140,13 +179,14 @@ def _check_jpeg_data(data: bytes, name: str) -> None:
 
     A JPEG whose header lies about its size (or whose data was cut before a final EOI marker)
     otherwise decodes "successfully" to a grey image. Every 8x8 block of a Huffman-coded JPEG costs
-    at least one bit (its DC code) in a progressive file and two (DC code and an AC code or
-    end-of-block) in a sequential one; fewer bytes than that cannot be a whole image.
+    at least its shortest DC code, and in a sequential file also its shortest end-of-block (or one
+    AC code and a bit); the file's own Huffman tables say how short those are. Fewer bytes than
+    that cannot hold the whole image.
     """
     info = _jpeg_scan_bytes(data)
     if info is None:
         return
-    marker, (width, height), comps, scan = info
+    marker, (width, height), comps, scan = info.marker, info.size, info.sampling, info.scan_bytes
     if marker not in _HUFFMAN_SOF:
         return  # arithmetic coding can spend less than a bit on a block
     if not comps or width <= 0 or height <= 0:
@@ -156,7 +196,8 @@ def _check_jpeg_data(data: bytes, name: str) -> None:
     blocks = 0
     for h, v in comps:
         blocks += math.ceil(math.ceil(width * h / hmax) / 8) * math.ceil(math.ceil(height * v / vmax) / 8)
-    bits_per_block = 1 if marker in _PROGRESSIVE_SOF else 2
+    # Progressive: AC scans can end many blocks with one EOB run, so count the DC codes only.
+    bits_per_block = info.min_dc_bits + (0 if marker in _PROGRESSIVE_SOF else info.min_ac_block_bits)
     needed = blocks * bits_per_block // 8
     if scan < needed:
         raise ImageDecodeError(
@@ -265,7 +306,7 @@ def _header_size(data: bytes) -> tuple[int, int]:
         return struct.unpack(">II", data[16:24])
     info = _jpeg_scan_bytes(data)
     if info is not None:
-        return info[1]
+        return info.size
     return (1 << 16, 1 << 16)  # unknown: huge, which is why Pillow refused it
 
 

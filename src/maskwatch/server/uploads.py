@@ -59,7 +59,8 @@ class Upload:
 
 
 def _mb(n: int | float) -> str:
-    return f"{n / (1 << 20):.1f} MB"
+    mb = n / (1 << 20)
+    return f"{mb:.1f} MB" if mb >= 1 or mb == 0 else f"{mb:.2g} MB"
 
 
 def too_large_detail(size: int | None, limit: int) -> str:
