@@ -413,6 +413,334 @@ def test_serve_loads_once_warns_off_loopback_and_reports_busy_port(engine, monke
 
 
 def test_static_files_are_packaged():
-    for name in ("index.html", "app.js", "style.css", "docs.html", "docs.js", "docs.css"):
-        assert (STATIC_DIR / name).is_file(), name
-    assert Path(STATIC_DIR).parent.name == "server"
+    """Every asset the pages use exists, and pyproject's package-data ships every file of static/."""
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    package_data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    patterns = package_data["maskwatch"]
+    package_dir = root / "src" / "maskwatch"
+    files = [f for f in STATIC_DIR.rglob("*") if f.is_file()]
+    assert {f.name for f in files} >= {"index.html", "app.js", "style.css", "docs.html", "docs.js", "docs.css"}
+    for f in files:
+        rel = f.relative_to(package_dir).as_posix()
+        assert any(fnmatch.fnmatchcase(rel, pat) and rel.count("/") == pat.count("/") for pat in patterns), (
+            f"{rel} is not shipped by package-data {patterns}")
+    for page in ("index.html", "docs.html"):
+        for asset in re.findall(r"""(?:src|href)=["']/static/([^"']+)""", (STATIC_DIR / page).read_text()):
+            assert (STATIC_DIR / asset).is_file(), (page, asset)
+
+
+# ------------------------------------------------------------------------------------ hostile uploads
+
+import http.client  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
+
+from PIL import EpsImagePlugin  # noqa: E402
+
+from maskwatch.boxes import box_iou  # noqa: E402
+from maskwatch.engine import MaskDetector  # noqa: E402
+from test_images import EPS, lying_jpeg  # noqa: E402
+
+NEVER_DECODED = [
+    ("drawing.eps", EPS),
+    ("page.ps", b"%!PS-Adobe-3.0\n%%BoundingBox: 0 0 10 10\n%%EndComments\n{ } loop\nshowpage\n"),
+    ("doc.pdf", b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n"),
+    ("pic.svg", b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">'
+                b'<rect width="64" height="64" fill="red"/></svg>\n'),
+]
+
+
+@pytest.mark.parametrize("name,body", NEVER_DECODED, ids=[n for n, _ in NEVER_DECODED])
+def test_415_for_eps_ps_pdf_svg_and_ghostscript_never_runs(client, monkeypatch, name, body):
+    """Whether or not Ghostscript is installed: 415, and Pillow's EPS plugin never renders anything."""
+    calls: list[str] = []
+
+    def ghostscript(*args, **kwargs):
+        calls.append(name)
+        raise AssertionError("Ghostscript must never run")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", ghostscript)
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "load", lambda self, *a, **k: ghostscript())
+    for declared in ("image/jpeg", "application/postscript", "image/svg+xml"):
+        assert_error(client.post("/v1/detect", content=body, headers={"Content-Type": declared}), 415, "not an image")
+        assert_error(client.post("/v1/detect", files={"file": (name, body, declared)}), 415, name, "JPEG, PNG")
+        assert_error(client.post("/v1/classify", files={"files": (name, body, declared)}), 415, name)
+    assert calls == []
+
+
+def test_pixel_budget_is_per_request_summed_over_crops(engine):
+    """32 crops that are each under the limit, but together over it, get 413 before any is decoded."""
+    app = create_app(ServerSettings(max_pixels=1_000_000, workers=1), engine=engine)
+    crop = encode(np.full((300, 300, 3), 120, np.uint8), "PNG")  # 90,000 pixels each
+    files = [("files", (f"c{i}.png", crop, "image/png")) for i in range(32)]
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        detail = assert_error(c.post("/v1/classify", files=files), 413, "32 images", "1,000,000 pixels per request")
+        assert "2,880,000" in detail and "300x300" in detail
+        ok = c.post("/v1/classify", files=files[:11])  # 990,000 pixels
+        assert ok.status_code == 200, ok.text
+        assert len(ok.json()) == 11
+
+
+def test_422_for_a_jpeg_whose_header_lies_about_its_size(client):
+    r = client.post("/v1/detect", files={"file": ("liar.jpg", lying_jpeg((4000, 3000)), "image/jpeg")})
+    assert_error(r, 422, "liar.jpg", "corrupt JPEG", "4000x3000")
+    assert_error(client.post("/v1/classify", content=lying_jpeg((1000, 1000))), 422, "corrupt JPEG")
+
+
+@needs_shared
+def test_huge_photo_is_decoded_reduced_with_boxes_in_full_pixels(client, engine, scene_bytes):
+    """A 5200 px photo is decoded at 1/2 in the JPEG decoder; boxes and size still refer to its full pixels."""
+    big = Image.open(io.BytesIO(scene_bytes)).convert("RGB").resize((5200, 3467), Image.BICUBIC)
+    data = encode(big, "JPEG", quality=92)
+    r = client.post("/v1/detect", content=data)
+    assert r.status_code == 200, r.text
+    res = r.json()
+    assert (res["width"], res["height"]) == (5200, 3467)
+    scale = 5200 / 780
+    small = engine.detect_bytes(scene_bytes).faces
+    found = np.array([f["box"] for f in res["faces"]], np.float32).reshape(-1, 4)
+    expected = np.array([f.box for f in small], np.float32).reshape(-1, 4) * scale
+    iou = box_iou(expected, found)
+    matched = int((iou.max(axis=1) >= 0.5).sum()) if len(found) else 0
+    assert matched >= len(small) - 1, (matched, len(small))
+    annotated = client.post("/v1/detect?format=jpeg", content=data)
+    assert annotated.status_code == 200
+    assert Image.open(io.BytesIO(annotated.content)).size == (2600, 1734)  # drawn at the decoded size
+
+
+def test_multipart_with_a_preamble_is_accepted(client, gray_jpeg):
+    body = (b"This is the preamble. RFC 2046 says a reader ignores it.\r\n"
+            b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"grey.jpg\"\r\n"
+            b"Content-Type: image/jpeg\r\n\r\n" + gray_jpeg + b"\r\n--xyz--\r\nand an epilogue\r\n")
+    r = client.post("/v1/detect", content=body, headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+    assert r.status_code == 200, r.text
+    assert r.json()["source"] == "grey.jpg"
+
+
+def test_security_headers_on_page_api_and_errors(client, gray_jpeg):
+    responses = [
+        client.get("/"), client.get("/docs"), client.get("/static/app.js"), client.get("/openapi.json"),
+        client.post("/v1/detect", content=gray_jpeg), client.post("/v1/detect", content=b"text"), client.get("/nope"),
+    ]
+    for r in responses:
+        csp = r.headers.get("content-security-policy", "")
+        for directive in ("default-src 'self'", "script-src 'self'", "style-src 'self'", "connect-src 'self'",
+                          "frame-ancestors 'none'", "object-src 'none'"):
+            assert directive in csp, (r.request.url, directive, csp)
+        assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["x-frame-options"] == "DENY"
+
+
+def test_pages_have_nothing_inline_that_the_csp_would_block():
+    """script-src / style-src 'self': no inline scripts, handlers or style attributes in the pages."""
+    for f in STATIC_DIR.glob("*.html"):
+        html = f.read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), f
+        assert not re.search(r"<style|\sstyle\s*=|\son[a-z]+\s*=|javascript:", html, re.I), f
+    for f in STATIC_DIR.glob("*.js"):
+        js = f.read_text()
+        assert not re.search(r"""setAttribute\(\s*["']style|\bstyle\s*:\s*["']|\.innerHTML\s*=|\beval\(|new Function\(""",
+                             js), f
+
+
+def test_host_check_against_dns_rebinding(client, engine):
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.nip.io:8000", "localhost.evil.example"):
+        assert_error(client.get("/health", headers={"Host": host}), 400, "DNS rebinding", "127.0.0.1")
+    for host in ("localhost:8000", "127.0.0.1", "127.0.0.1:8000", "[::1]:8000", "LOCALHOST"):
+        assert client.get("/health", headers={"Host": host}).status_code == 200, host
+    public = create_app(ServerSettings(host="0.0.0.0", workers=1), engine=engine)
+    with TestClient(public, base_url="http://maskwatch.example") as c:  # bound to every address: any name
+        assert c.get("/health").status_code == 200
+
+
+# ------------------------------------------------------------------------------------ a real server
+
+
+class LiveServer:
+    """uvicorn serving ``app`` on a free 127.0.0.1 port in a thread; its log records reach caplog."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        from maskwatch.server import uvicorn_options
+
+        self.app = app
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        # The options `maskwatch serve` uses, with logging left to pytest.
+        options = {**uvicorn_options(app.state.settings), "port": self.port, "log_level": None}
+        config = uvicorn.Config(app, log_config=None, **options)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    @property
+    def pool(self):
+        return self.app.state.pool
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        wait_until(lambda: self.server.started or not self.thread.is_alive(), 60)
+        assert self.server.started, "the test server did not start"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+        self.sock.close()
+
+
+def wait_until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+
+
+def post(port: int, body: bytes, path: str = "/v1/detect", timeout: float = 60) -> tuple[int, dict, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", path, body=body, headers={"Content-Type": "image/jpeg"})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def start_upload(port: int, declared: int, first: bytes = b"") -> socket.socket:
+    """Open a request that declares ``declared`` body bytes and send only ``first`` of them."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+              b"Content-Length: %d\r\n\r\n" % declared + first)
+    return s
+
+
+def read_response(s: socket.socket, timeout: float = 20) -> tuple[int, bytes]:
+    s.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head else 0
+    length = re.search(rb"content-length:\s*(\d+)", head, re.I)
+    while length and len(body) < int(length.group(1)):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return status, head + b"\r\n\r\n" + body
+
+
+def test_oversized_upload_gets_its_413_under_urllib_too(engine):
+    """The server reads and discards the rest of the body, so clients that send it all see the 413."""
+    with LiveServer(create_app(ServerSettings(max_upload_mb=0.05, workers=1), engine=engine)) as srv:
+        body = b"\xff\xd8\xff" + b"\x00" * 16_000_000
+        req = urllib.request.Request(f"http://127.0.0.1:{srv.port}/v1/detect", data=body, method="POST",
+                                     headers={"Content-Type": "image/jpeg"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=60)
+        assert info.value.code == 413
+        detail = json.loads(info.value.read())["detail"]
+        assert "over the limit of 0.05 MB" in detail and "MASKWATCH_MAX_UPLOAD_MB" in detail
+        # Chunked, without a Content-Length: refused as it passes the limit, the rest drained too.
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+        conn.request("POST", "/v1/detect", body=(body[i:i + 65536] for i in range(0, len(body), 65536)),
+                     encode_chunked=True, headers={"Content-Type": "image/jpeg"})
+        r = conn.getresponse()
+        assert r.status == 413 and "limit" in json.loads(r.read())["detail"]
+        conn.close()
+
+
+def test_503_with_retry_after_when_the_queue_is_full(engine, gray_jpeg):
+    with LiveServer(create_app(ServerSettings(workers=1, max_queue=1), engine=engine)) as srv:
+        # Two slow uploads hold the one worker's place and the one queue place.
+        slow = [start_upload(srv.port, declared=200_000, first=b"\xff\xd8\xff") for _ in range(2)]
+        wait_until(lambda: srv.pool.active == 2)
+        status, headers, body = post(srv.port, gray_jpeg)
+        assert status == 503, body
+        assert headers["retry-after"] == "1"
+        detail = json.loads(body)["detail"]
+        assert "busy" in detail and "retry" in detail.lower()
+        for s in slow:
+            s.close()
+        wait_until(lambda: srv.pool.active == 0)
+        assert post(srv.port, gray_jpeg)[0] == 200
+
+
+def test_408_when_the_upload_stalls(engine):
+    with LiveServer(create_app(ServerSettings(workers=1, upload_timeout_s=1.0), engine=engine)) as srv:
+        s = start_upload(srv.port, declared=10_000, first=b"\xff\xd8\xff")
+        status, raw = read_response(s)
+        s.close()
+        assert status == 408, raw
+        assert b"did not arrive within 1 s" in raw
+        wait_until(lambda: srv.pool.active == 0)
+
+
+def test_abandoned_requests_are_dropped_not_processed(engine, gray_jpeg, monkeypatch):
+    """Requests whose clients gave up while queued never reach a worker; the next one is not delayed."""
+    with LiveServer(create_app(ServerSettings(workers=1, max_queue=16), engine=engine)) as srv:
+        gate = threading.Event()
+        calls: list[tuple[int, ...]] = []
+        real_detect = MaskDetector.detect
+
+        def gated_detect(self, image, *args, **kwargs):
+            calls.append(image.shape)
+            gate.wait(30)
+            return real_detect(self, image, *args, **kwargs)
+
+        monkeypatch.setattr(MaskDetector, "detect", gated_detect)
+        first: list[int] = []
+        t = threading.Thread(target=lambda: first.append(post(srv.port, gray_jpeg)[0]))
+        t.start()
+        wait_until(lambda: len(calls) == 1)  # the worker is busy with the first request
+        abandoned = [start_upload(srv.port, declared=len(gray_jpeg), first=gray_jpeg) for _ in range(5)]
+        wait_until(lambda: srv.pool.active == 6)  # all five uploaded and waiting for the worker
+        for s in abandoned:
+            s.close()  # their clients give up
+        wait_until(lambda: srv.pool.active == 1)
+        gate.set()
+        t.join(30)
+        assert first == [200]
+        assert post(srv.port, gray_jpeg)[0] == 200
+        assert len(calls) == 2, f"{len(calls) - 2} abandoned requests were processed"
+
+
+def test_client_that_disconnects_mid_upload_logs_one_quiet_line_at_most(engine, caplog):
+    with caplog.at_level(logging.DEBUG):
+        with LiveServer(create_app(ServerSettings(workers=1), engine=engine)) as srv:
+            s = start_upload(srv.port, declared=100_000, first=b"\xff\xd8\xff" + b"\x00" * 1000)
+            wait_until(lambda: srv.pool.active == 1)
+            s.close()
+            wait_until(lambda: srv.pool.active == 0)
+            time.sleep(0.3)
+    records = [r for r in caplog.records if r.name.startswith(("maskwatch", "uvicorn"))]
+    loud = [r.getMessage() for r in records if r.levelno >= logging.WARNING or r.exc_info]
+    assert loud == []
+    assert len([r for r in records if "went away" in r.getMessage()]) <= 1
+    assert "internal error" not in caplog.text and "Traceback" not in caplog.text
+
+
+def test_431_for_ten_thousand_headers(engine):
+    with LiveServer(create_app(ServerSettings(workers=1), engine=engine)) as srv:
+        s = socket.create_connection(("127.0.0.1", srv.port))
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  + b"".join(b"X-Header-%d: v\r\n" % i for i in range(10_000)) + b"\r\n")
+        status, raw = read_response(s)
+        s.close()
+        assert status == 431, raw[:200]
+        assert b'"detail"' in raw and b"header" in raw

@@ -72,6 +72,25 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+#: The most header bytes uvicorn's HTTP parser (h11) buffers for one request. Past it, h11 answers
+#: a bare "400 Invalid HTTP request"; under it, the app's guard answers an oversized header block
+#: (more than 100 lines or 16 KiB) with a 431 and a JSON ``detail``.
+MAX_HEADER_BUFFER = 512 * 1024
+
+
+def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
+    """Keyword arguments for ``uvicorn.Config`` that ``maskwatch serve`` uses (the tests use them too)."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": False,
+        "server_header": False,
+        "lifespan": "on",
+        "h11_max_incomplete_event_size": MAX_HEADER_BUFFER,
+    }
+
+
 def create_app(settings: ServerSettings | None = None, engine: Any = None) -> FastAPI:
     """Build the FastAPI application (see :func:`maskwatch.server.app.create_app`)."""
     try:
@@ -121,15 +140,7 @@ def serve(
     engine = load_engine(settings)
     sock = _bind(settings.host, settings.port)
     app = _create_app(settings, engine)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        server_header=False,
-        lifespan="on",
-    )
+    config = uvicorn.Config(app, **uvicorn_options(settings))
     server = uvicorn.Server(config)
     url = server_url(settings.host, settings.port)
     log.info("maskwatch serving on %s", url)
@@ -141,4 +152,4 @@ def serve(
         sock.close()
 
 
-__all__ = ["create_app", "is_loopback", "serve", "server_url"]
+__all__ = ["create_app", "is_loopback", "serve", "server_url", "uvicorn_options"]

@@ -12,8 +12,8 @@
   ``X-Frame-Options: DENY`` and ``Referrer-Policy: no-referrer``.
 * **Lingering drain**: when a response starts before the request body was read to its end (an
   upload refused at once for its ``Content-Length``, a full queue, an unknown route), the rest of
-  the body is read and discarded first, up to ``drain_bytes`` or ``drain_seconds`` (as nginx's
-  lingering close does). Otherwise the server closes a connection with unread data in it, the
+  the body is read and discarded first, up to ``drain_bytes`` or ``drain_seconds``, or until the
+  client sends nothing for ``drain_idle_seconds`` (as nginx's lingering close does). Otherwise the server closes a connection with unread data in it, the
   kernel resets it, and clients that send the whole body before reading (Python's urllib and
   requests) see ``Connection reset by peer`` instead of the answer. A client that asked
   ``Expect: 100-continue`` and was never told to continue has sent no body: nothing is drained.
@@ -79,6 +79,7 @@ class RequestGuard:
         max_header_bytes: int = 16 * 1024,
         drain_bytes: int = 64 * 1024 * 1024,
         drain_seconds: float = 10.0,
+        drain_idle_seconds: float = 1.0,
     ) -> None:
         self.app = app
         self.loopback_only = loopback_only
@@ -87,6 +88,7 @@ class RequestGuard:
         self.max_header_bytes = max_header_bytes
         self.drain_bytes = drain_bytes
         self.drain_seconds = drain_seconds
+        self.drain_idle_seconds = drain_idle_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -154,7 +156,7 @@ class RequestGuard:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                message = await asyncio.wait_for(receive(), left)
+                message = await asyncio.wait_for(receive(), min(left, self.drain_idle_seconds))
                 if message["type"] == "http.disconnect":
                     state["body_done"] = True
                     break
