@@ -2,8 +2,9 @@
 
 A real uvicorn server runs in a thread on 127.0.0.1. The page uploads a scene photo and must show
 the faces table and the counts; then Live mode runs on Chromium's fake camera fed with a clip
-(converted to Y4M here) and must draw labelled boxes and show its frame rate. Screenshots go to
-``test-artifacts/``. Needs: ``apt-get install chromium`` (no browser download happens), the
+(converted to Y4M here) and must draw labelled boxes and show its frame rate. The pages must run
+under the server's Content-Security-Policy without a single violation. Screenshots go to
+``test-artifacts/``. How fast live mode runs is a benchmark's business (README), never asserted here. Needs: ``apt-get install chromium`` (no browser download happens), the
 ``playwright`` Python package, the shared data folder and a model.
 """
 
@@ -23,8 +24,6 @@ CHROMIUM = Path(os.environ.get("MASKWATCH_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = ROOT / "test-artifacts"
 SCENE_PHOTO = SHARED / "data" / "scenes-dev" / "images" / "01242020_masks-qa_151720-780x520.jpg"
 VIDEO = SHARED / "data" / "video" / "single-masked.mp4"
-#: The live frame rate the page must reach; lower it on a slow or busy machine.
-MIN_LIVE_FPS = float(os.environ.get("MASKWATCH_MIN_LIVE_FPS", "10"))
 
 BASE_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -141,10 +140,14 @@ def page(browser, live_server):
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.goto(live_server.url)
+    # A Content-Security-Policy violation shows up as a console error ("Refused to ...").
+    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and (
+        "Content Security Policy" in msg.text or "Refused to" in msg.text) else None)
+    response = pg.goto(live_server.url)
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     yield pg
     context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
+    assert errors == [], f"JavaScript errors or CSP violations on the page: {errors}"
 
 
 # ------------------------------------------------------------------------------------ tests
@@ -154,7 +157,7 @@ def test_photo_upload_shows_faces_table_and_counts(page, engine):
     expected = engine.detect_bytes(SCENE_PHOTO.read_bytes(), source=SCENE_PHOTO.name)
     n = len(expected.faces)
     assert n >= 3
-    page.wait_for_function("document.getElementById('model-info').textContent.includes('detector')")
+    page.wait_for_function("() => document.getElementById('model-info').textContent.includes('detector')")
     page.set_input_files("#file-input", str(SCENE_PHOTO))
     page.wait_for_selector("#faces-table tbody tr[data-label]", timeout=30_000)
 
@@ -197,11 +200,13 @@ _OVERLAY_PIXELS = """() => {
 }"""
 
 
-def test_live_mode_draws_labelled_boxes_at_10_fps(page):
+def test_live_mode_draws_labelled_boxes_and_shows_its_frame_rate(page):
     page.click("#tab-live")
     page.click("#live-start")
+    # Functions, not expression strings: Playwright evaluates strings with eval(), which the page's
+    # Content-Security-Policy rightly forbids.
     page.wait_for_function(
-        "Number(document.getElementById('live-frames').textContent) >= 10 && "
+        "() => Number(document.getElementById('live-frames').textContent) >= 10 && "
         "Number(document.getElementById('live-overlay').dataset.boxes) >= 1",
         timeout=30_000,
     )
@@ -213,7 +218,7 @@ def test_live_mode_draws_labelled_boxes_at_10_fps(page):
     f1, t1 = int(page.text_content("#live-frames")), time.monotonic()
     shown = float(page.text_content("#live-fps"))
     measured = (f1 - f0) / (t1 - t0)
-    page.wait_for_function("Number(document.getElementById('live-overlay').dataset.boxes) >= 1", timeout=10_000)
+    page.wait_for_function("() => Number(document.getElementById('live-overlay').dataset.boxes) >= 1", timeout=10_000)
     labels = page.get_attribute("#live-overlay", "data-labels").split(",")
     pixels = page.evaluate(_OVERLAY_PIXELS)
     total = int(page.text_content("#live-total"))
@@ -231,7 +236,9 @@ def test_live_mode_draws_labelled_boxes_at_10_fps(page):
     assert total == len(labels)
     assert pixels["width"] >= 320 and pixels["drawn"] > 500
     assert pixels["green"] + pixels["red"] > 300, pixels
-    assert shown >= MIN_LIVE_FPS, f"live mode shows {shown:.1f} fps (measured {measured:.1f}), under {MIN_LIVE_FPS}"
+    # Behaviour, not speed: frames keep coming and the page shows a frame rate.
+    assert f1 > f0, "no new frames in 5 s"
+    assert shown > 0 and measured > 0
 
     page.click("#live-stop")
     assert page.get_attribute("#live-overlay", "data-boxes") == "0"
