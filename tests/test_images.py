@@ -245,3 +245,19 @@ def test_reduced_decode_reports_the_size_after_exif_rotation():
     out, full = decode_image_with_size(buf.getvalue(), reduce_to=1000)
     assert full == (2000, 4000)
     assert out.shape == (1000, 500, 3)
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "LA", "RGBA", "CMYK", "I;16"])
+def test_every_mode_decodes_reduced(mode):
+    img = Image.new("RGB", (800, 600), (10, 200, 30))
+    if mode == "I;16":
+        img = Image.fromarray(np.full((600, 800), 40000, np.uint16))
+    else:
+        img = img.convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format="TIFF" if mode == "CMYK" else "PNG")
+    full = decode_image(buf.getvalue())
+    out, size = decode_image_with_size(buf.getvalue(), reduce_to=200)
+    assert size == (800, 600) and out.shape == (150, 200, 3) and out.dtype == np.uint8
+    if mode not in ("1", "P"):  # dithered modes average to other colours
+        assert np.abs(out[75, 100].astype(int) - full[300, 400].astype(int)).max() <= 3

@@ -39,6 +39,8 @@ IMAGE_EXTENSIONS = frozenset(
 )
 
 _EXIF_ORIENTATION = 0x0112
+#: Modes whose pixels :meth:`PIL.Image.Image.reduce` averages correctly.
+_REDUCIBLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "F"})
 
 
 @dataclass(frozen=True)
@@ -354,10 +356,11 @@ def decode_image_with_size(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img.load()
-        if factor > 1:
+        if factor > 1 and img.mode in _REDUCIBLE_MODES:  # others (1-bit, palette, 16-bit): after conversion
             reduced = img.reduce(factor)
             img.close()
             img = reduced
+            factor = 1
         orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
         transposed = ImageOps.exif_transpose(img)
         if transposed is not None and transposed is not img:
@@ -365,7 +368,14 @@ def decode_image_with_size(
             img = transposed
         if orientation in (5, 6, 7, 8):
             full = (full[1], full[0])
-        return _to_bgr(img), full
+        bgr = _to_bgr(img)
+        if factor > 1:
+            import cv2
+
+            rows, cols = bgr.shape[:2]
+            size = (max(1, -(-cols // factor)), max(1, -(-rows // factor)))
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        return bgr, full
     except InputError:
         raise
     except (OSError, SyntaxError, ValueError) as exc:
