@@ -1,0 +1,327 @@
+"""Adversarial load on ``maskwatch serve``: hostile uploads mixed with ordinary photo requests.
+
+Starts a real server (``maskwatch.server.serve``, default settings) on 127.0.0.1 in a subprocess,
+like ``serve_load.py``, then runs two phases:
+
+1. **Abandoned requests**: ``--abandon`` (100) clients each upload a scene photo and give up after
+   ``--give-up`` (1) second without reading the answer; then one ordinary request is timed (before
+   the fix it waited ~24 s for the abandoned work).
+2. **Mixed load**: ``--clients`` (16) threads for ``--duration`` (60) seconds. Half send ordinary
+   scene photos to ``/v1/detect`` (their latency is reported); the other half cycle through hostile
+   requests, each with the answer it must get:
+
+   * an EPS with an endless loop (415: never handed to Ghostscript),
+   * a pixel bomb: a 100-byte PNG claiming 30000x30000 pixels (413),
+   * a 7000x7000 PNG (143 KB) and a 7000x7000 16-bit PNG to ``/v1/detect`` (200, under the budget),
+   * 32 copies of the 7000x7000 PNG to ``/v1/classify`` (413: over the per-request pixel budget),
+   * a JPEG whose header lies about its size (422),
+   * a slow client that trickles a photo over ~3 s (200),
+   * a client that disconnects mid-upload (no answer; must not log tracebacks),
+   * 10,000 headers (431), and an oversized upload sent whole by a client that reads only afterwards (413).
+
+It prints the server's peak RSS (sampled every 0.1 s), errors (an unexpected status, a reset, a
+traceback in the server log), latency p50 / p95 of the ordinary requests, and how many requests
+got 503 (queue full). Exit status 1 when there was any error.
+
+Run (from the repository root)::
+
+    MASKWATCH_MODELS=../shared/weights/face python benchmarks/serve_adversarial.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import http.client
+import io
+import json
+import os
+import re
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve_load import DEFAULT_IMAGES, percentile, rss_mb, start_server, wait_ready, free_port  # noqa: E402
+
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n%%EndComments\n"
+       b"{ } loop\n%%EOF\n")
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + _png_chunk(b"IEND", b""))
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def lying_jpeg(photo: bytes) -> bytes:
+    data = bytearray(encode(Image.open(io.BytesIO(photo)).convert("RGB").resize((160, 120)), "JPEG"))
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", 3000, 4000)
+    return bytes(data)
+
+
+def multipart(files: list[tuple[str, bytes]], field: str = "files") -> tuple[bytes, str]:
+    boundary = "maskwatchbench"
+    out = bytearray()
+    for name, data in files:
+        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n").encode() + data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return bytes(out), f"multipart/form-data; boundary={boundary}"
+
+
+def raw_exchange(port: int, head: bytes, body: bytes = b"", *, trickle_s: float = 0.0, close_after: int | None = None,
+                 timeout: float = 120.0) -> int | None:
+    """Send one request on a new connection; the status, or None when the client hung up on purpose."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(head)
+        if close_after is not None:
+            s.sendall(body[:close_after])
+            return None
+        if trickle_s > 0:
+            pieces = 30
+            step = max(1, len(body) // pieces)
+            for i in range(0, len(body), step):
+                s.sendall(body[i:i + step])
+                time.sleep(trickle_s / pieces)
+        else:
+            s.sendall(body)
+        data = b""
+        while b"\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise ConnectionError("connection closed without an answer")
+            data += chunk
+        return int(data.split(b" ", 2)[1])
+
+
+def request_head(path: str, length: int, content_type: str = "application/octet-stream", extra: bytes = b"") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {length}\r\nConnection: close\r\n").encode() + extra + b"\r\n"
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.latencies_ms: list[float] = []
+        self.ordinary = 0
+        self.status = collections.Counter()  # (case, status)
+        self.errors: list[str] = []
+        self.busy = 0
+
+    def record(self, case: str, status: int | None, expected: set[int | None], ms: float | None = None) -> None:
+        with self.lock:
+            self.status[(case, status)] += 1
+            if status == 503:
+                self.busy += 1
+            elif status not in expected:
+                self.errors.append(f"{case}: got {status}, expected {sorted(map(str, expected))}")
+            if ms is not None and status == 200:
+                self.latencies_ms.append(ms)
+                self.ordinary += 1
+
+
+def ordinary_client(port: int, photos: list[tuple[str, bytes]], idx: int, stop: float, tally: Tally) -> None:
+    i = idx * 5
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    while time.monotonic() < stop:
+        name, data = photos[i % len(photos)]
+        i += 1
+        t0 = time.perf_counter()
+        try:
+            conn.request("POST", "/v1/detect", body=data, headers={"Content-Type": "image/jpeg"})
+            r = conn.getresponse()
+            r.read()
+            if r.getheader("Retry-After") and r.status == 503:
+                time.sleep(float(r.getheader("Retry-After")))
+            tally.record("photo", r.status, {200}, (time.perf_counter() - t0) * 1e3)
+        except (OSError, http.client.HTTPException) as exc:
+            tally.record("photo", None, {200})
+            with tally.lock:
+                tally.errors.append(f"photo: {type(exc).__name__}: {exc}")
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.close()
+
+
+def hostile_cases(photos: list[tuple[str, bytes]]) -> list[tuple[str, set, object]]:
+    """(name, expected statuses, callable(port) -> status)."""
+    big = encode(Image.new("RGB", (7000, 7000), (200, 180, 160)), "PNG", compress_level=9)
+    big16 = encode(Image.fromarray(np.full((7000, 7000), 40000, np.uint16)), "PNG", compress_level=9)
+    crops, crops_type = multipart([(f"c{i}.png", big) for i in range(32)])
+    photo = photos[0][1]
+    oversized = b"\xff\xd8\xff" + b"\x00" * (21 * 1024 * 1024)
+    many_headers = b"".join(b"X-Header-%d: v\r\n" % i for i in range(10_000))
+    print(f"hostile payloads: EPS {len(EPS)} B, pixel bomb {len(png_bomb())} B, 7000x7000 PNG {len(big) / 1e3:.0f} KB, "
+          f"16-bit 7000x7000 PNG {len(big16) / 1e3:.0f} KB, 32 crops {len(crops) / 1e6:.1f} MB", flush=True)
+
+    def post(path: str, body: bytes, ctype: str = "application/octet-stream", **kw):
+        return lambda port: raw_exchange(port, request_head(path, len(body), ctype), body, **kw)
+
+    return [
+        ("eps", {415}, post("/v1/detect", EPS, "application/postscript")),
+        ("pixel-bomb", {413}, post("/v1/detect", png_bomb(), "image/png")),
+        ("png-7000", {200}, post("/v1/detect", big, "image/png")),
+        ("png16-7000", {200}, post("/v1/detect", big16, "image/png")),
+        ("32-crops-7000", {413}, post("/v1/classify", crops, crops_type)),
+        ("lying-jpeg", {422}, post("/v1/detect", lying_jpeg(photo), "image/jpeg")),
+        ("slow-client", {200}, post("/v1/detect", photo, "image/jpeg", trickle_s=3.0)),
+        ("gone-mid-upload", {None}, post("/v1/detect", photo, "image/jpeg", close_after=len(photo) // 2)),
+        ("10000-headers", {431}, lambda port: raw_exchange(
+            port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + many_headers + b"\r\n")),
+        ("oversized-21MB", {413}, post("/v1/detect", oversized, "image/jpeg")),
+    ]
+
+
+def hostile_client(port: int, cases, idx: int, stop: float, tally: Tally) -> None:
+    i = idx
+    while time.monotonic() < stop:
+        name, expected, fn = cases[i % len(cases)]
+        i += 1
+        try:
+            status = fn(port)
+        except (OSError, ConnectionError) as exc:
+            with tally.lock:
+                tally.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            continue
+        tally.record(name, status, expected)
+
+
+def abandon(port: int, photo: bytes, give_up: float) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=give_up + 5) as s:
+        s.sendall(request_head("/v1/detect", len(photo), "image/jpeg") + photo)
+        s.settimeout(give_up)
+        try:
+            s.recv(1)
+        except OSError:
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=os.environ.get("MASKWATCH_MODEL"), help="classifier .onnx (default: bundled)")
+    ap.add_argument("--detector", default="auto", choices=["auto", "yunet", "yuface"])
+    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="folder of ordinary photos")
+    ap.add_argument("--clients", type=int, default=16, help="half ordinary, half hostile")
+    ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument("--abandon", type=int, default=100, help="clients that give up in phase 1")
+    ap.add_argument("--give-up", type=float, default=1.0, help="seconds before an abandoning client leaves")
+    ap.add_argument("--workers", type=int, default=None, help="MASKWATCH_WORKERS for the server")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    photos = [(p.name, p.read_bytes()) for p in sorted(args.images.iterdir())
+              if p.suffix.lower() in (".jpg", ".jpeg")][:60]
+    if not photos:
+        ap.error(f"no JPEG photos in {args.images}")
+    cases = hostile_cases(photos)
+    port = free_port()
+    log_path = Path(tempfile.gettempdir()) / f"maskwatch-serve-adversarial-{os.getpid()}.log"
+    proc = start_server(args, port, log_path)
+    url = f"http://127.0.0.1:{port}/"
+    peak = [0.0]
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            try:
+                peak[0] = max(peak[0], rss_mb(proc.pid))
+            except (OSError, RuntimeError):
+                return
+            time.sleep(0.1)
+
+    result: dict = {}
+    try:
+        health = wait_ready(url, proc)
+        rss_start = rss_mb(proc.pid)
+        threading.Thread(target=sample, daemon=True).start()
+        print(f"server {url}: {health['workers']} workers, queue {health.get('max_queue')}, detector "
+              f"{health['detector']}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
+
+        # Phase 1: abandoned requests, then one ordinary request.
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=abandon, args=(port, photos[k % len(photos)][1], args.give_up))
+                   for k in range(args.abandon)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        t1 = time.perf_counter()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        conn.request("POST", "/v1/detect", body=photos[0][1], headers={"Content-Type": "image/jpeg"})
+        r = conn.getresponse()
+        r.read()
+        next_ms = (time.perf_counter() - t1) * 1e3
+        conn.close()
+        print(f"phase 1: {args.abandon} clients gave up after {args.give_up:g} s ({t1 - t0:.1f} s); the next request "
+              f"answered {r.status} in {next_ms:.0f} ms", flush=True)
+
+        # Phase 2: mixed load.
+        tally = Tally()
+        stop = time.monotonic() + args.duration
+        n_host = args.clients // 2
+        workers = [threading.Thread(target=ordinary_client, args=(port, photos, k, stop, tally))
+                   for k in range(args.clients - n_host)]
+        workers += [threading.Thread(target=hostile_client, args=(port, cases, k, stop, tally)) for k in range(n_host)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        time.sleep(1.0)
+        rss_end = rss_mb(proc.pid)
+    finally:
+        sampling.set()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except Exception:  # noqa: BLE001
+            proc.kill()
+
+    log_text = log_path.read_text(errors="replace")
+    tracebacks = log_text.count("Traceback")
+    error_lines = len(re.findall(r"^(ERROR|CRITICAL)", log_text, re.M))
+    lat = tally.latencies_ms
+    errors = len(tally.errors) + tracebacks + error_lines
+    print(f"phase 2: {args.clients} clients for {args.duration:.0f} s ({args.clients - n_host} ordinary, {n_host} hostile)")
+    for (case, status), n in sorted(tally.status.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        print(f"  {case:16s} {str(status):>5s} x {n}")
+    print(f"ordinary requests: {tally.ordinary} answered 200, latency p50 {percentile(lat, 0.5):.0f} ms, "
+          f"p95 {percentile(lat, 0.95):.0f} ms")
+    print(f"503 (queue full): {tally.busy}")
+    print(f"errors: {errors} ({len(tally.errors)} unexpected answers or resets, {tracebacks} tracebacks and "
+          f"{error_lines} ERROR lines in the server log)")
+    print(f"server RSS MiB: start {rss_start:.0f}, peak {peak[0]:.0f}, end {rss_end:.0f}")
+    for e in tally.errors[:8]:
+        print("error:", e)
+    result = {
+        "abandoned": args.abandon, "next_request_ms": next_ms, "clients": args.clients, "duration_s": args.duration,
+        "ordinary_ok": tally.ordinary, "p50_ms": percentile(lat, 0.5), "p95_ms": percentile(lat, 0.95),
+        "busy_503": tally.busy, "errors": errors, "rss_mb": {"start": rss_start, "peak": peak[0], "end": rss_end},
+        "statuses": {f"{c} {s}": n for (c, s), n in tally.status.items()},
+    }
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
