@@ -206,14 +206,18 @@ def hostile_client(port: int, cases, idx: int, stop: float, tally: Tally) -> Non
         tally.record(name, status, expected)
 
 
-def abandon(port: int, photo: bytes, give_up: float) -> None:
+def abandon(port: int, photo: bytes, give_up: float, answers: collections.Counter) -> None:
+    """Upload a photo, wait ``give_up`` seconds for the answer's status line, then hang up."""
+    status: int | str = "gave up"
     with socket.create_connection(("127.0.0.1", port), timeout=give_up + 5) as s:
         s.sendall(request_head("/v1/detect", len(photo), "image/jpeg") + photo)
         s.settimeout(give_up)
         try:
-            s.recv(1)
+            line = s.recv(64)
+            status = int(line.split(b" ", 2)[1]) if line else "closed"
         except OSError:
             pass
+    answers[status] += 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=os.environ.get("MASKWATCH_MODEL"), help="classifier .onnx (default: bundled)")
     ap.add_argument("--detector", default="auto", choices=["auto", "yunet", "yuface"])
     ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="folder of ordinary photos")
-    ap.add_argument("--clients", type=int, default=16, help="half ordinary, half hostile")
+    ap.add_argument("--clients", type=int, default=16, help="clients in phase 2")
+    ap.add_argument("--hostile", type=int, default=None,
+                    help="how many of them send hostile requests (default: half; 0 gives the baseline)")
     ap.add_argument("--duration", type=float, default=60.0)
     ap.add_argument("--abandon", type=int, default=100, help="clients that give up in phase 1")
     ap.add_argument("--give-up", type=float, default=1.0, help="seconds before an abandoning client leaves")
@@ -259,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
 
         # Phase 1: abandoned requests, then one ordinary request.
         t0 = time.perf_counter()
-        threads = [threading.Thread(target=abandon, args=(port, photos[k % len(photos)][1], args.give_up))
+        answers: collections.Counter = collections.Counter()
+        threads = [threading.Thread(target=abandon, args=(port, photos[k % len(photos)][1], args.give_up, answers))
                    for k in range(args.abandon)]
         for t in threads:
             t.start()
@@ -272,13 +279,14 @@ def main(argv: list[str] | None = None) -> int:
         r.read()
         next_ms = (time.perf_counter() - t1) * 1e3
         conn.close()
-        print(f"phase 1: {args.abandon} clients gave up after {args.give_up:g} s ({t1 - t0:.1f} s); the next request "
-              f"answered {r.status} in {next_ms:.0f} ms", flush=True)
+        seen = ", ".join(f"{k}: {v}" for k, v in sorted(answers.items(), key=str))
+        print(f"phase 1: {args.abandon} clients, each waiting {args.give_up:g} s for an answer ({seen}); the next "
+              f"request answered {r.status} in {next_ms:.0f} ms", flush=True)
 
         # Phase 2: mixed load.
         tally = Tally()
         stop = time.monotonic() + args.duration
-        n_host = args.clients // 2
+        n_host = args.clients // 2 if args.hostile is None else min(args.hostile, args.clients)
         workers = [threading.Thread(target=ordinary_client, args=(port, photos, k, stop, tally))
                    for k in range(args.clients - n_host)]
         workers += [threading.Thread(target=hostile_client, args=(port, cases, k, stop, tally)) for k in range(n_host)]
@@ -306,16 +314,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {case:16s} {str(status):>5s} x {n}")
     print(f"ordinary requests: {tally.ordinary} answered 200, latency p50 {percentile(lat, 0.5):.0f} ms, "
           f"p95 {percentile(lat, 0.95):.0f} ms")
-    print(f"503 (queue full): {tally.busy}")
+    print(f"503 (queue full): {tally.busy} in phase 2, {answers.get(503, 0)} in phase 1")
     print(f"errors: {errors} ({len(tally.errors)} unexpected answers or resets, {tracebacks} tracebacks and "
           f"{error_lines} ERROR lines in the server log)")
     print(f"server RSS MiB: start {rss_start:.0f}, peak {peak[0]:.0f}, end {rss_end:.0f}")
     for e in tally.errors[:8]:
         print("error:", e)
     result = {
-        "abandoned": args.abandon, "next_request_ms": next_ms, "clients": args.clients, "duration_s": args.duration,
+        "abandoned": args.abandon, "abandon_answers": {str(k): v for k, v in answers.items()},
+        "next_request_ms": next_ms, "clients": args.clients, "duration_s": args.duration,
         "ordinary_ok": tally.ordinary, "p50_ms": percentile(lat, 0.5), "p95_ms": percentile(lat, 0.95),
-        "busy_503": tally.busy, "errors": errors, "rss_mb": {"start": rss_start, "peak": peak[0], "end": rss_end},
+        "busy_503": tally.busy, "busy_503_phase1": answers.get(503, 0), "errors": errors, "rss_mb": {"start": rss_start, "peak": peak[0], "end": rss_end},
         "statuses": {f"{c} {s}": n for (c, s), n in tally.status.items()},
     }
     if args.json:
