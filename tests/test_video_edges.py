@@ -82,7 +82,8 @@ def test_gap_clip_frames_through_the_servers_live_path(gap_clip, engine):
             break
         frames.append(cv2.imencode(".jpg", f)[1].tobytes())
     cap.release()
-    with TestClient(create_app(ServerSettings(workers=1), engine=engine)) as client:
+    # The server answers only loopback Host names when bound to loopback (DNS-rebinding guard).
+    with TestClient(create_app(ServerSettings(workers=1), engine=engine), base_url="http://127.0.0.1") as client:
         answers = [client.post("/v1/detect?live=true", content=b, headers={"Content-Type": "image/jpeg"})
                    for b in frames]
     assert [a.status_code for a in answers] == [200] * 18
