@@ -261,3 +261,15 @@ def test_every_mode_decodes_reduced(mode):
     assert size == (800, 600) and out.shape == (150, 200, 3) and out.dtype == np.uint8
     if mode not in ("1", "P"):  # dithered modes average to other colours
         assert np.abs(out[75, 100].astype(int) - full[300, 400].astype(int)).max() <= 3
+
+
+def test_cli_exits_2_on_a_jpeg_whose_header_lies(tmp_path):
+    """`maskwatch detect` used to print a grey image's 0 faces and exit 0."""
+    from conftest import assert_one_line_error, run_cli
+
+    path = tmp_path / "liar.jpg"
+    path.write_bytes(lying_jpeg((4000, 3000)))
+    proc = run_cli("detect", str(path))
+    assert proc.returncode == 2, proc
+    assert_one_line_error(proc, "liar.jpg", "corrupt JPEG", "4000x3000")
+    assert proc.stdout == ""
