@@ -488,6 +488,19 @@ def test_pixel_budget_is_per_request_summed_over_crops(engine):
         assert len(ok.json()) == 11
 
 
+@pytest.mark.parametrize("fmt", ["BMP", "GIF"])
+def test_413_for_bombs_pillow_refuses_to_open(client, fmt):
+    """Headers claiming 900 megapixels in formats whose size only Pillow reads: 413, not 415."""
+    if fmt == "BMP":
+        bomb = b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) + struct.pack("<IiiHHIIiiII", 40, 30_000, 30_000, 1, 24,
+                                                                            0, 0, 0, 0, 0, 0)
+    else:
+        bomb = b"GIF89a" + struct.pack("<HHBBB", 30_000, 30_000, 0, 0, 0) + b",\x00\x00\x00\x00" + struct.pack(
+            "<HHB", 30_000, 30_000, 0) + b"\x02\x02D\x01\x00;"
+    assert_error(client.post("/v1/detect", files={"file": (f"bomb.{fmt.lower()}", bomb, "image/png")}), 413,
+                 f"bomb.{fmt.lower()}", "too large")
+
+
 def test_422_for_a_jpeg_whose_header_lies_about_its_size(client):
     r = client.post("/v1/detect", files={"file": ("liar.jpg", lying_jpeg((4000, 3000)), "image/jpeg")})
     assert_error(r, 422, "liar.jpg", "corrupt JPEG", "4000x3000")

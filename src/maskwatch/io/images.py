@@ -294,22 +294,24 @@ def probe_image(data: bytes | Path | str, *, name: str | None = None) -> ImageIn
     try:
         with _open(raw) as img:
             return ImageInfo(str(img.format), *img.size)
-    except Image.DecompressionBombError:
+    except Image.DecompressionBombError as exc:
         # Pillow refuses to even open images over twice its own limit; read the size ourselves.
-        return ImageInfo("?", *_header_size(raw))
+        size = _header_size(raw)
+        if size is None:
+            raise ImageTooLargeError(f"{name}: image is too large to decode safely ({exc}).") from exc
+        return ImageInfo("PNG" if raw.startswith(b"\x89PNG") else "JPEG", *size)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise _not_an_image(name, raw) from exc
 
 
-def _header_size(data: bytes) -> tuple[int, int]:
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from a PNG or JPEG header, ``None`` for other formats."""
     import struct
 
     if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24:
         return struct.unpack(">II", data[16:24])
     info = _jpeg_scan_bytes(data)
-    if info is not None:
-        return info.size
-    return (1 << 16, 1 << 16)  # unknown: huge, which is why Pillow refused it
+    return info.size if info is not None else None
 
 
 def decode_image_with_size(
@@ -331,9 +333,9 @@ def decode_image_with_size(
     try:
         img = _open(raw)
     except Image.DecompressionBombError as exc:
-        w, h = _header_size(raw)
-        if w * h > max_pixels:
-            raise _too_large(name, w, h, max_pixels) from exc
+        size = _header_size(raw)
+        if size is not None and size[0] * size[1] > max_pixels:
+            raise _too_large(name, *size, max_pixels) from exc
         raise ImageTooLargeError(f"{name}: image is too large to decode safely ({exc}).") from exc
     except UnidentifiedImageError as exc:
         raise _not_an_image(name, raw) from exc
@@ -416,7 +418,13 @@ def sniff_image_format(data: bytes) -> str | None:
         with _open(data) as img:
             return img.format
     except Image.DecompressionBombError:
-        return "PNG" if data.startswith(b"\x89PNG") else ("JPEG" if data.startswith(b"\xff\xd8\xff") else None)
+        # One of our plugins took it and then found it huge: an image, refused later for its size.
+        head = bytes(data[:12])
+        for magic, fmt in ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+                           (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF")):
+            if head.startswith(magic):
+                return fmt
+        return "WEBP" if head[8:12] == b"WEBP" else "IMAGE"
     except Exception:  # noqa: BLE001 - any failure means "not an image we decode"
         return None
 
