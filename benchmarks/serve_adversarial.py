@@ -1,7 +1,10 @@
 """Adversarial load on ``maskwatch serve``: hostile uploads mixed with ordinary photo requests.
 
 Starts a real server (``maskwatch.server.serve``, default settings) on 127.0.0.1 in a subprocess,
-like ``serve_load.py``, then runs two phases:
+like ``serve_load.py``, then runs three phases:
+
+0. **One at a time**: a 7000x7000 16-bit PNG and a 7000x7000 PNG to ``/v1/detect``, then 32 copies of
+   that PNG to ``/v1/classify``, each alone, with the server's RSS before, at its peak and after.
 
 1. **Abandoned requests**: ``--abandon`` (100) clients each upload a scene photo and give up after
    ``--give-up`` (1) second without reading the answer; then one ordinary request is timed (before
@@ -206,6 +209,32 @@ def hostile_client(port: int, cases, idx: int, stop: float, tally: Tally) -> Non
         tally.record(name, status, expected)
 
 
+def one_at_a_time(port: int, pid: int, cases) -> list[dict]:
+    """Send the memory-heavy cases alone; the server's RSS before, at its peak (0.02 s sampling) and after."""
+    out = []
+    for name, expected, fn in cases:
+        before = rss_mb(pid)
+        peak = [before]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                peak[0] = max(peak[0], rss_mb(pid))
+                time.sleep(0.02)
+
+        t = threading.Thread(target=sample)
+        t.start()
+        status = fn(port)
+        time.sleep(0.5)
+        stop.set()
+        t.join()
+        after = rss_mb(pid)
+        out.append({"case": name, "status": status, "rss_before": before, "rss_peak": peak[0], "rss_after": after})
+        print(f"phase 0: {name:14s} HTTP {status} (expected {sorted(expected)}); RSS MiB before {before:.0f}, peak "
+              f"{peak[0]:.0f} (+{peak[0] - before:.0f}), after {after:.0f}", flush=True)
+    return out
+
+
 def abandon(port: int, photo: bytes, give_up: float, answers: collections.Counter) -> None:
     """Upload a photo, wait ``give_up`` seconds for the answer's status line, then hang up."""
     status: int | str = "gave up"
@@ -262,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=sample, daemon=True).start()
         print(f"server {url}: {health['workers']} workers, queue {health.get('max_queue')}, detector "
               f"{health['detector']}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
+
+        # Phase 0: the memory-heavy requests one at a time.
+        heavy = one_at_a_time(port, proc.pid, [c for c in cases if c[0] in ("png16-7000", "png-7000", "32-crops-7000")])
 
         # Phase 1: abandoned requests, then one ordinary request.
         t0 = time.perf_counter()
@@ -321,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     for e in tally.errors[:8]:
         print("error:", e)
     result = {
-        "abandoned": args.abandon, "abandon_answers": {str(k): v for k, v in answers.items()},
+        "one_at_a_time": heavy, "abandoned": args.abandon, "abandon_answers": {str(k): v for k, v in answers.items()},
         "next_request_ms": next_ms, "clients": args.clients, "duration_s": args.duration,
         "ordinary_ok": tally.ordinary, "p50_ms": percentile(lat, 0.5), "p95_ms": percentile(lat, 0.95),
         "busy_503": tally.busy, "busy_503_phase1": answers.get(503, 0), "errors": errors, "rss_mb": {"start": rss_start, "peak": peak[0], "end": rss_end},
