@@ -127,3 +127,11 @@ def test_train_checks_the_weights_before_anything_else(tmp_path, name, fragment)
     assert_one_line_error(proc, fragment)
     assert proc.stdout == ""
     assert not (tmp_path / "runs").exists()  # no empty run folder left behind
+
+
+def test_classify_one_corrupt_image_is_an_input_error(tmp_path, model_path):
+    bad = tmp_path / "face.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    proc = run_cli("classify", str(bad), "-m", str(model_path))
+    assert_one_line_error(proc, "face.jpg")
+    assert proc.returncode == 2

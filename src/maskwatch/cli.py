@@ -200,6 +200,8 @@ def classify(inputs, model, json_path, csv_path, batch_size) -> None:
                     crops.append(decode_image(s.target))
                     names.append(s.target)
                 except MaskwatchError as exc:
+                    if len(images) == 1:  # one input: its error is the command's error (exit 2), as in detect
+                        raise
                     failures += 1
                     click.echo(f"maskwatch: skipped {exc}", err=True)
             for r in clf.classify(crops, names):
