@@ -354,6 +354,10 @@ def serve(host, port, model, detector, detector_model, max_upload_mb) -> None:
     click.echo("maskwatch: server stopped", err=True)
 
 
+from maskwatch.batch.command import register as _register_batch  # noqa: E402 - scale-out front (issue 7)
+_register_batch(cli)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn every expected failure into one line on stderr."""
     try:
