@@ -261,7 +261,7 @@ def test_batch_gives_exactly_what_detect_json_gives(tmp_path, ray_local, model_p
 def test_video_longer_than_a_chunk_is_continuous(tmp_path, ray_local, engine):
     from maskwatch.batch import run
 
-    summary = run([str(SINGLE)], tmp_path / "out", workers=2, chunk_seconds=2.0)
+    summary = run([str(SINGLE)], tmp_path / "out", workers=2, chunk_seconds=2.0, max_chunks=8)
     frames = sorted(read_table(tmp_path / "out", "frames"), key=lambda r: r["frame"])
     assert [r["frame"] for r in frames] == list(range(244))
     assert all(abs(r["time_s"] - round(r["frame"] / 25.0, 4)) < 1e-9 for r in frames)

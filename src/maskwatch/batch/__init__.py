@@ -139,7 +139,7 @@ def run(
     settings=None,
     reclassify_every: int = 5,
     chunk_seconds: float = 30.0,
-    max_chunks: int = 8,
+    max_chunks: int = 4,
     batch_size: int = 8,
     part_inputs: int = 500,
     part_seconds: float = 30.0,
@@ -201,7 +201,9 @@ def run(
     if detector == "auto" and yunet is None:
         log.warning("YuNet model file not found (set MASKWATCH_MODELS or run 'maskwatch models fetch'); "
                     "using the slower built-in yuface detector")
-    config = EngineConfig(model=str(classifier.path), detector=backend,
+    # The bundled model is named by None so that each node loads its own installed copy; a model file
+    # given by the user, and the YuNet file, must exist at the same path on every node.
+    config = EngineConfig(model=None if model is None else str(classifier.path), detector=backend,
                           detector_model=None if yunet is None else str(yunet),
                           settings=json.loads(json.dumps(asdict(settings))), reclassify_every=reclassify_every)
     run_settings = {
@@ -219,6 +221,11 @@ def run(
     try:
         done = out.completed()
         todo = [i for i in items if i.key not in done]
+        done_paths = {k[0] for k in done}
+        changed = sum(1 for i in todo if i.source in done_paths)
+        if changed:
+            log.warning("%d input(s) changed (size or mtime) since they were labelled here; labelling them again "
+                        "(their earlier rows stay, with the earlier run_id in sources)", changed)
         summary.skipped = len(items) - len(todo)
         out.clear_success()
         ready: list[Done] = []

@@ -64,7 +64,7 @@ def register(group: click.Group) -> None:
                   help="In videos, classify a tracked face again after N frames.")
     @click.option("--chunk-seconds", type=click.FloatRange(1), default=30.0, show_default=True,
                   help="Cut videos into chunks this long, labelled in parallel.")
-    @click.option("--max-chunks", type=click.IntRange(1), default=8, show_default=True,
+    @click.option("--max-chunks", type=click.IntRange(1), default=4, show_default=True,
                   help="Cut one video into at most N chunks (longer chunks for long videos).")
     @click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
                   help="Images (or video chunks) per actor call.")

@@ -27,7 +27,7 @@ RESULT_COLUMNS = ("unit", "source", "kind", "chunk", "n_chunks", "status", "erro
 class EngineConfig:
     """Everything an actor needs to build the same :class:`~maskwatch.engine.MaskDetector` as the driver."""
 
-    model: str
+    model: str | None  # None: the bundled model of the worker's own installation
     detector: str
     detector_model: str | None
     settings: dict[str, Any] = field(default_factory=dict)
