@@ -53,6 +53,8 @@ class BatchSummary:
     failed_total: int = 0
     workers: int = 0
     ray_start_s: float = 0.0
+    worker_cpu_s: float = 0.0
+    driver_cpu_s: float = 0.0
     wall_s: float = 0.0
     images_per_s: float = 0.0
     frames_per_s: float = 0.0
@@ -182,7 +184,7 @@ def run(
     from maskwatch.faces.models import find_yunet
 
     require_ray()
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
     if chunk_seconds <= 0 or max_chunks < 1:
@@ -272,6 +274,7 @@ def run(
             if unit in seen_units:  # a retried batch delivered twice: keep the first
                 continue
             seen_units.add(unit)
+            summary.worker_cpu_s += float(row.get("cpu_s") or 0.0)
             inp = by_source[row["source"]]
             if row["kind"] == "image":
                 ready.append(_image_done(inp, row, classes, out.run_id))
@@ -290,6 +293,8 @@ def run(
         elapsed = time.perf_counter() - t_work
         summary.failed_total = out.rebuild_failures()
         summary.wall_s = round(time.perf_counter() - t_start, 3)
+        summary.worker_cpu_s = round(summary.worker_cpu_s, 3)
+        summary.driver_cpu_s = round(time.process_time() - cpu_start, 3)
         summary.workers = int(workers or _cluster_cpus()) if work else 0
         image_frames = summary.images
         summary.images_per_s = round(image_frames / elapsed, 2) if elapsed > 0 and work else 0.0

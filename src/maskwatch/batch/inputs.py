@@ -181,8 +181,8 @@ def resolve_inputs(specs: Sequence[str], *, _depth: int = 0) -> list[InputFile]:
     out: list[InputFile] = []
     for spec in specs:
         spec = str(spec)
-        if spec.isdigit() or (spec.lower().startswith(STREAM_PREFIXES) and not spec.lower().startswith(("http://",
-                                                                                                            "https://"))):
+        camera = spec.lower().startswith("cam:") or (spec.isascii() and spec.isdigit() and not os.path.exists(spec))
+        if camera or (spec.lower().startswith(STREAM_PREFIXES) and not spec.lower().startswith(("http://", "https://"))):
             raise InputError(f"{spec}: batch labels files (images, videos, manifests), not cameras or live "
                              "streams; use 'maskwatch detect' for those.")
         if spec.lower().startswith(("http://", "https://")):

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 ITEM_COLUMNS = ("unit", "source", "kind", "chunk", "n_chunks", "start", "end", "expected")
 #: Columns of the table the labeller returns (one row per work item).
 RESULT_COLUMNS = ("unit", "source", "kind", "chunk", "n_chunks", "status", "error", "width", "height", "fps",
-                  "n_frames", "payload")
+                  "n_frames", "cpu_s", "payload")
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,11 @@ class Labeller:
         return out
 
     def _label(self, item: dict[str, Any]) -> dict[str, Any]:
+        import time
+
         from maskwatch.errors import MaskwatchError
 
+        cpu0 = time.process_time()  # this actor's CPU time: reading, decoding, detecting, classifying
         row = {c: item.get(c) for c in ("unit", "source", "kind", "chunk", "n_chunks")}
         row.update(status="ok", error=None, width=None, height=None, fps=None, n_frames=0)
         frames: list[dict] = []
@@ -111,6 +114,7 @@ class Labeller:
             row["width"], row["height"] = frames[0]["width"], frames[0]["height"]
         row["n_frames"] = len(frames)
         row["payload"] = json.dumps(frames, ensure_ascii=False)
+        row["cpu_s"] = time.process_time() - cpu0
         return row
 
     def _image(self, source: str) -> dict:
