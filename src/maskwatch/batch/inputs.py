@@ -13,9 +13,9 @@ column. Relative paths in a manifest are relative to the manifest's folder.
 from __future__ import annotations
 
 import fnmatch
-import os
 import glob
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
