@@ -115,6 +115,76 @@ def test_recall_at_iou_03_forgives_shifted_boxes():
     assert m["face_recall@0.3"] == pytest.approx(1.0)
 
 
+def test_top1_and_multilabel_map_and_confusion_with_uncertain_and_third_class():
+    gt = np.array([[10, 10, 50, 50], [100, 100, 160, 180], [200, 10, 240, 50]], float)
+    images = [_scene(gt, ["with_mask", "without_mask", "mask_incorrect"])]
+    extra = np.array([[300, 300, 340, 340]], float)  # a detection on no labelled face
+    boxes = np.concatenate([gt, extra])
+    probs = np.array([[0.6, 0.05, 0.35], [0.7, 0.3, 0.0], [0.1, 0.2, 0.7], [0.5, 0.5, 0.0]])
+    pred = ScenePrediction(boxes, [0.9, 0.95, 0.8, 0.3], probs, uncertain=[False, False, True, False])
+    m = scene_metrics([pred], images, operating_threshold=0.5)
+    # top-1: the unmasked face is called with_mask (ranked first): a FP for with_mask, lost for without_mask
+    assert m["ap_top1"]["with_mask"] == pytest.approx(0.5)
+    assert m["ap_top1"]["without_mask"] == 0.0
+    # multi-label: the unmasked face still has a (low) without_mask detection
+    assert m["ap_multilabel"]["without_mask"] == pytest.approx(1.0)
+    assert m["map_multilabel"] > m["map_top1"]
+    assert m["map_top1"] == pytest.approx(0.25)  # with_mask / without_mask only
+    assert m["ap_top1"]["mask_incorrect"] == pytest.approx(1.0)
+    assert m["map_all_top1"] == pytest.approx(0.5)
+    # operating point: face score 0.3 is below 0.5; the uncertain face counts for no class
+    op = m["operating_point"]
+    assert op["n_uncertain"] == 1 and op["mask_incorrect"]["tp"] == 0 and op["mask_incorrect"]["fn"] == 1
+    assert op["faces"]["tp"] == 3 and op["faces"]["fp"] == 0
+    cm = m["confusion"]
+    assert cm["with_mask"]["with_mask"] == 1 and cm["without_mask"]["with_mask"] == 1
+    assert cm["mask_incorrect"]["uncertain"] == 1 and cm["no_face"]["with_mask"] == 0
+    # without a threshold the extra detection is a false face
+    assert scene_metrics([pred], images)["confusion"]["no_face"]["with_mask"] == 1
+    text = format_scene_metrics(m)
+    assert "mask_incorrect" in text and "uncertain" in text and "multi" in text
+
+
+def test_two_class_model_on_three_class_data():
+    images = [_scene(GT, ["with_mask", "mask_incorrect"])]
+    m = scene_metrics([ScenePrediction(GT, [0.9, 0.8], [[0.9, 0.1], [0.8, 0.2]])], images)
+    assert m["ap"]["mask_incorrect"] == 0.0 and m["ap"]["with_mask"] == pytest.approx(1.0)
+    assert np.isnan(m["ap"]["without_mask"]) and m["map"] == pytest.approx(1.0)
+    assert m["map_all"] == pytest.approx(0.5)
+    assert m["confusion"]["mask_incorrect"]["with_mask"] == 1
+
+
+def test_scene_split_keeps_near_duplicates_together_and_lists_round_trip(tmp_path):
+    from maskwatch.evaluate.scenes import read_scene_list, select_scenes, write_scene_list
+    from maskwatch.train.split import split_scene_images
+
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(30):
+        base = rng.integers(0, 255, (8, 9, 3), dtype=np.uint8)
+        img = cv2.resize(base, (180, 160), interpolation=cv2.INTER_NEAREST)
+        for copy in range(2 if i < 5 else 1):  # the first 5 photos also exist re-encoded and resized
+            path = tmp_path / "images" / f"p{i:02d}_{copy}.jpg"
+            path.parent.mkdir(exist_ok=True)
+            cv2.imwrite(str(path), img if copy == 0 else cv2.resize(img, (90, 80)))
+            label = ["with_mask", "without_mask", "mask_incorrect"][i % 3]
+            images.append(SceneImage(path, [[1, 1, 20, 20]], [label], 180, 160))
+    split, n_near = split_scene_images(images, (0.6, 0.2, 0.2), seed=3)
+    assert n_near >= 5
+    side = {im.path.name: name for name, members in split.items() for im in members}
+    assert len(side) == len(images)
+    for i in range(5):
+        assert side[f"p{i:02d}_0.jpg"] == side[f"p{i:02d}_1.jpg"]
+    assert all(any("mask_incorrect" in im.labels for im in members) for members in split.values())
+    again, _ = split_scene_images(images, (0.6, 0.2, 0.2), seed=3)
+    assert {k: [im.path for im in v] for k, v in again.items()} == {k: [im.path for im in v] for k, v in split.items()}
+    write_scene_list(split["val"], tmp_path, tmp_path / "val.txt", header="val part")
+    names = read_scene_list(tmp_path / "val.txt")
+    assert sorted(im.path for im in select_scenes(images, tmp_path, names)) == sorted(im.path for im in split["val"])
+    with pytest.raises(DataError, match="not in"):
+        select_scenes(images, tmp_path, ["images/nope.jpg"])
+
+
 # -------------------------------------------------------------------------------------- dataset I/O
 
 
@@ -195,9 +265,17 @@ def test_bad_class_name_is_data_error(tmp_path):
     voc = tmp_path / "voc"
     _write_image(voc / "JPEGImages" / "p.jpg")
     (voc / "Annotations").mkdir()
-    (voc / "Annotations" / "p.xml").write_text(VOC_XML.format(name="p.jpg", cls1="mask_weared_incorrect"))
-    with pytest.raises(DataError, match="mask_weared_incorrect"):
+    (voc / "Annotations" / "p.xml").write_text(VOC_XML.format(name="p.jpg", cls1="mask_on_forehead"))
+    with pytest.raises(DataError, match="mask_on_forehead"):
         load_scenes(voc)
+
+
+def test_voc_third_class_loads(tmp_path):
+    _write_image(tmp_path / "images" / "p.jpg")
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "p.xml").write_text(VOC_XML.format(name="p.jpg", cls1="mask_weared_incorrect"))
+    (s,) = load_scenes(tmp_path)
+    assert s.labels == ["mask_incorrect", "without_mask"]
     with pytest.raises(DataError, match="unknown class"):
         map_class_name("person")
 

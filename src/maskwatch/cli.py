@@ -262,7 +262,11 @@ def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, we
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--split-file", type=click.Path(path_type=Path), default=None,
-              help="Crop data: evaluate only the files listed (e.g. a run's splits/test.txt).")
+              help="Evaluate only the files listed: crop data 'label<TAB>path' lines (a run's splits/test.txt), "
+                   "scene data one image path a line (docs/scenes-kaggle/val.txt).")
+@click.option("--score-floor", type=click.FloatRange(0, 1), default=None,
+              help="Scene data: face score from which faces are ranked for AP (default 0.05); "
+                   "--face-threshold sets the operating point.")
 @click.option("--detector", type=DETECTOR_CHOICES, default="auto", show_default=True)
 @click.option("--detector-model", type=click.Path(path_type=Path), default=None)
 @click.option("--face-threshold", type=click.FloatRange(0, 1), default=None)
@@ -270,14 +274,14 @@ def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, we
 @click.option("--min-face", type=click.IntRange(0), default=None)
 @click.option("--project", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--name", default="exp", show_default=True)
-def evaluate(model, data, split_file, detector, detector_model, face_threshold, detect_size, min_face, project,
-             name) -> None:
+def evaluate(model, data, split_file, score_floor, detector, detector_model, face_threshold, detect_size, min_face,
+             project, name) -> None:
     """Score MODEL on DATA: a crop dataset (class folders) or a scene dataset (YOLO or Pascal VOC boxes)."""
     from maskwatch.evaluate.runner import evaluate_path
 
     out = evaluate_path(model, data, split_file=split_file, project=project, name=name,
                         detector=detector, detector_model=detector_model,
-                        settings=_settings(face_threshold, detect_size, min_face))
+                        settings=_settings(face_threshold, detect_size, min_face), score_floor=score_floor)
     click.echo(out.text)
     click.echo(f"report: {out.run_dir}")
 

@@ -78,25 +78,46 @@ def evaluate_crops(model_path, data: Path, split_file: Path | None, run_dir: Pat
     return EvaluationOutput("crops", metrics, run_dir, text)
 
 
+def is_crop_split(split_file: Path) -> bool:
+    """A crop split file has ``label<TAB>path`` lines; a scene split file one image path a line."""
+    for line in Path(split_file).read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            return "\t" in line
+    return False
+
+
 def evaluate_path(model_path, data, split_file=None, project="runs", name="exp", detector: str = "auto",
-                  detector_model=None, settings=None, progress: bool = True) -> EvaluationOutput:
-    """Evaluate ``model_path`` on ``data``: crop dataset (class folders) or scene dataset (YOLO / VOC)."""
+                  detector_model=None, settings=None, progress: bool = True,
+                  score_floor: float | None = None) -> EvaluationOutput:
+    """Evaluate ``model_path`` on ``data``: crop dataset (class folders) or scene dataset (YOLO / VOC).
+
+    ``split_file`` limits either to a list (crops: ``label<TAB>path`` lines; scenes: one image path a
+    line, relative to ``data``). Scenes are ranked from face score ``score_floor`` (default
+    :data:`~maskwatch.evaluate.detection.DEFAULT_SCORE_FLOOR`); the face threshold of ``settings`` is the
+    operating point.
+    """
     from maskwatch.classify.model import MaskClassifier
 
     data = Path(data)
     if not data.exists():
         raise DataError(f"{data}: no such folder; expected class folders (crops) or a YOLO / Pascal VOC dataset.")
     classes = MaskClassifier(model_path).classes  # fail on a bad model before any work
-    if is_crop_dataset(data, classes) or split_file is not None:
+    if split_file is not None and not Path(split_file).is_file():
+        raise DataError(f"{split_file}: split file not found; expected a list of files (e.g. docs/scenes-kaggle/val.txt).")
+    if is_crop_dataset(data, classes) or (split_file is not None and is_crop_split(split_file)):
         run_dir = new_run_dir(project, "evaluate", name)
         return evaluate_crops(model_path, data, split_file, run_dir, detector, detector_model, progress)
     from maskwatch.engine import MaskDetector
-    from maskwatch.evaluate.detection import evaluate_scenes, format_scene_metrics
-    from maskwatch.evaluate.scenes import load_scene_dataset
+    from maskwatch.evaluate.detection import DEFAULT_SCORE_FLOOR, evaluate_scenes, format_scene_metrics
+    from maskwatch.evaluate.scenes import load_scene_dataset, read_scene_list, select_scenes
 
     images = load_scene_dataset(data)
+    if split_file is not None:
+        images = select_scenes(images, data, read_scene_list(split_file), str(split_file))
     engine = MaskDetector(model_path, detector=detector, detector_model=detector_model, settings=settings)
     run_dir = new_run_dir(project, "evaluate", name)
-    metrics = evaluate_scenes(engine, images, progress=progress)
+    metrics = evaluate_scenes(engine, images, progress=progress,
+                              score_floor=DEFAULT_SCORE_FLOOR if score_floor is None else score_floor)
+    metrics["split_file"] = None if split_file is None else str(split_file)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     return EvaluationOutput("scenes", metrics, run_dir, format_scene_metrics(metrics))

@@ -2,7 +2,7 @@
 
 :func:`load_scenes` reads a folder in either standard layout (the format is detected from the files
 present) and returns :class:`SceneImage` records with boxes in original-image pixels and labels mapped
-onto maskwatch's classes (``with_mask`` / ``without_mask``):
+onto maskwatch's classes (``with_mask`` / ``without_mask`` / ``mask_incorrect``):
 
 * **YOLO**: ``images/NAME.jpg`` + ``labels/NAME.txt`` (lines ``class cx cy w h``, normalised to the
   image size) + ``classes.txt`` (one class name a line). Sub-folders (``images/train`` ->
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +29,12 @@ from maskwatch.io.images import decode_image, is_image_path
 
 log = logging.getLogger(__name__)
 
-#: maskwatch's labels, in the order used for metrics.
-SCENE_CLASSES: tuple[str, ...] = ("with_mask", "without_mask")
+#: maskwatch's labels, in the order used for metrics (``mask_incorrect``: a mask under the nose or on
+#: the chin).
+SCENE_CLASSES: tuple[str, ...] = ("with_mask", "without_mask", "mask_incorrect")
+#: The two classes every maskwatch model has; ``map`` is their mean (``map_all`` adds mask_incorrect
+#: where a dataset labels it).
+MAIN_CLASSES: tuple[str, ...] = ("with_mask", "without_mask")
 
 #: Dataset class names (lower-cased, ``-``/space read as ``_``) and the maskwatch label each means.
 CLASS_ALIASES: dict[str, str] = {
@@ -45,6 +49,12 @@ CLASS_ALIASES: dict[str, str] = {
     "withoutmask": "without_mask",
     "unmasked": "without_mask",
     "no_face_mask": "without_mask",
+    "mask_incorrect": "mask_incorrect",
+    "mask_weared_incorrect": "mask_incorrect",
+    "mask_worn_incorrect": "mask_incorrect",
+    "mask_worn_incorrectly": "mask_incorrect",
+    "incorrect_mask": "mask_incorrect",
+    "incorrectly_worn_mask": "mask_incorrect",
 }
 
 
@@ -55,7 +65,7 @@ class SceneImage:
     Attributes:
         path: the image file.
         boxes: ``(n, 4)`` float array of ``x1, y1, x2, y2`` in original-image pixels (EXIF applied).
-        labels: ``n`` maskwatch labels (``with_mask`` / ``without_mask``), one per box.
+        labels: ``n`` maskwatch labels (``with_mask`` / ``without_mask`` / ``mask_incorrect``), one per box.
         width / height: image size in pixels when known (``0`` if not read).
     """
 
@@ -346,3 +356,39 @@ def load_scene_dataset(
 ) -> list[SceneImage]:
     """Alias of :func:`load_scenes` (the name :mod:`maskwatch.evaluate.runner` uses)."""
     return load_scenes(root, fmt=fmt, aliases=aliases)
+
+
+def read_scene_list(path: str | Path) -> list[str]:
+    """Image paths (relative to the dataset folder, ``/``-separated) of a scene split file: one a line,
+    blank lines and ``#`` comments ignored."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: split file not found; expected one image path a line (e.g. docs/splits/...).")
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            out.append(line.replace("\\", "/"))
+    return out
+
+
+def write_scene_list(images: Sequence[SceneImage], root: str | Path, path: str | Path, header: str = "") -> None:
+    """Write the images' paths relative to ``root`` into ``path`` (read back by :func:`read_scene_list`)."""
+    lines = [f"# {ln}" for ln in header.splitlines()] + sorted(
+        Path(im.path).relative_to(root).as_posix() for im in images)
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def select_scenes(images: Sequence[SceneImage], root: str | Path, names: Sequence[str],
+                  source: str = "split file") -> list[SceneImage]:
+    """The images listed in ``names`` (paths relative to ``root``), in the list's order.
+
+    Raises:
+        DataError: a listed image is not in the dataset (wrong folder or stale list).
+    """
+    by_name = {Path(im.path).relative_to(root).as_posix(): im for im in images}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise DataError(f"{source}: {len(missing)} listed image(s) are not in {root} (first: {missing[0]!r}); "
+                        "is it the list for this dataset?")
+    return [by_name[n] for n in names]

@@ -7,6 +7,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from maskwatch.errors import DataError
 from maskwatch.train.audit import Sample
 
@@ -80,3 +82,33 @@ def load_split_file(path: Path, root: Path | None = None) -> list[tuple[str, Pat
         q = Path(p)
         out.append((label, q if q.is_absolute() or root is None else Path(root) / q))
     return out
+
+
+def split_scene_images(images: Sequence, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,
+                       near_bits: int = 4, progress: bool = False) -> tuple[dict[str, list], int]:
+    """Split scene photos (:class:`~maskwatch.evaluate.scenes.SceneImage`) by image into train / val / test.
+
+    Near-duplicate photos (difference hash within ``near_bits`` bits, e.g. the same shot re-encoded or
+    resized) form one group and land on one side. Each photo is stratified by its rarest face class
+    (``mask_incorrect`` before ``without_mask`` before ``with_mask``), so the rare classes spread over
+    every split. Returns the split and the number of near-duplicate groups (of 2 or more photos).
+    """
+    from tqdm import tqdm
+
+    from maskwatch.io.images import decode_image
+    from maskwatch.train.audit import _near_pairs, _UnionFind, dhash
+
+    rarity = ("mask_incorrect", "without_mask", "with_mask")
+    hashes = np.array([dhash(decode_image(im.path)) for im in tqdm(images, desc="dhash", disable=not progress)],
+                      dtype=np.uint64)
+    uf = _UnionFind(len(images))
+    for i, j in _near_pairs(hashes, near_bits):
+        uf.union(i, j)
+    samples = []
+    for i, im in enumerate(images):
+        label = next((c for c in rarity if c in im.labels), "no_face")
+        samples.append(Sample(Path(im.path), label, "", int(hashes[i]), f"g{uf.find(i)}"))
+    sizes = Counter(s.group for s in samples)
+    split = split_samples(samples, fractions, seed)
+    by_path = {Path(im.path): im for im in images}
+    return {k: [by_path[s.path] for s in v] for k, v in split.items()}, sum(1 for n in sizes.values() if n > 1)
