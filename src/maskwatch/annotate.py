@@ -1,4 +1,5 @@
-"""Draw faces on images: a box per face, its label and probability (green with mask, red without)."""
+"""Draw faces on images: a box per face, its label and probability (green with mask, red without,
+orange for a mask worn under the nose or on the chin, grey with a '?' when the classifier is uncertain)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 
 from maskwatch.results import Face
 
-COLORS_BGR = {"with_mask": (60, 180, 40), "without_mask": (40, 40, 220)}
+COLORS_BGR = {"with_mask": (60, 180, 40), "without_mask": (40, 40, 220), "mask_incorrect": (0, 140, 255)}
+UNCERTAIN_COLOR = (150, 150, 150)
 DEFAULT_COLOR = (200, 160, 0)
 
 
@@ -29,17 +31,26 @@ class BoxAnnotator:
         scale = self.font_scale or max(0.4, max(h, w) / 1600)
         font = cv2.FONT_HERSHEY_SIMPLEX
         for f in faces:
-            color = COLORS_BGR.get(f.label, DEFAULT_COLOR)
+            unsure = bool(getattr(f, "uncertain", False))
+            color = UNCERTAIN_COLOR if unsure else COLORS_BGR.get(f.label, DEFAULT_COLOR)
             x1, y1, x2, y2 = f.box
             cv2.rectangle(out, (x1, y1), (x2, y2), color, thick, cv2.LINE_AA)
-            text = f"{f.label} {f.score * 100:.0f}%" if self.show_score else f.label
+            label = f"{f.label}?" if unsure else f.label
+            text = f"{label} {f.score * 100:.0f}%" if self.show_score else label
             (tw, th), base = cv2.getTextSize(text, font, scale, max(1, thick - 1))
             ty = y1 - 4 if y1 - th - base - 4 >= 0 else min(h - 1, y2 + th + 4)
             cv2.rectangle(out, (x1, ty - th - base), (x1 + tw + 4, ty + base - 2), color, -1)
             cv2.putText(out, text, (x1 + 2, ty - 2), font, scale, (255, 255, 255), max(1, thick - 1), cv2.LINE_AA)
         if counts:
-            with_m = sum(f.label == "with_mask" for f in faces)
-            text = f"with mask: {with_m}  without: {len(faces) - with_m}  faces: {len(faces)}"
+            sure = [f for f in faces if not getattr(f, "uncertain", False)]
+            with_m = sum(f.label == "with_mask" for f in sure)
+            without = sum(f.label == "without_mask" for f in sure)
+            wrong = sum(f.label == "mask_incorrect" for f in sure)
+            text = f"with mask: {with_m}  without: {without}  faces: {len(faces)}"
+            if wrong:
+                text = text.replace("  faces:", f"  mask incorrect: {wrong}  faces:")
+            if len(sure) < len(faces):
+                text = text.replace("  faces:", f"  uncertain: {len(faces) - len(sure)}  faces:")
             (tw, th), base = cv2.getTextSize(text, font, scale, 1)
             cv2.rectangle(out, (0, 0), (tw + 10, th + base + 10), (0, 0, 0), -1)
             cv2.putText(out, text, (5, th + 5), font, scale, (255, 255, 255), 1, cv2.LINE_AA)

@@ -21,7 +21,7 @@ from maskwatch.errors import InputError, MaskwatchError
 
 log = logging.getLogger("maskwatch")
 
-DETECTOR_CHOICES = click.Choice(["auto", "yunet", "yuface"])
+DETECTOR_CHOICES = click.Choice(["auto", "yunet", "yuface", "centerface", "fused"])
 
 
 def _setup_logging(verbose: int) -> None:
@@ -237,8 +237,16 @@ def classify(inputs, model, json_path, csv_path, batch_size) -> None:
 @click.option("--name", default="exp", show_default=True)
 @click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue an interrupted run folder.")
 @click.option("--limit-per-class", type=click.IntRange(1), default=None, help="Use at most N images per class.")
+@click.option("--scenes", type=click.Path(path_type=Path), default=None,
+              help="Also train on the annotated faces of this scene dataset (YOLO / Pascal VOC); its "
+                   "mask_incorrect faces add a third class.")
+@click.option("--scene-splits", type=click.Path(path_type=Path), default=None,
+              help="Folder with the scene dataset's train.txt / val.txt image lists (e.g. docs/scenes-kaggle).")
+@click.option("--feature-views", type=click.IntRange(0), default=None,
+              help="Train the head on frozen-base features cached once: N views per image (the crop, then "
+                   "N-1 augmented draws); much faster, less augmentation. 0: the full pipeline every epoch.")
 def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, weights, detector, detector_model, project,
-          name, resume, limit_per_class) -> None:
+          name, resume, limit_per_class, scenes, scene_splits, feature_views) -> None:
     """Audit DATA_DIR (one folder per class), split it, train, test and export a classifier."""
     from maskwatch.train.recipe import get_recipe
     from maskwatch.train.trainer import train as run_training
@@ -246,9 +254,11 @@ def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, we
     logging.getLogger("maskwatch").setLevel(min(logging.getLogger("maskwatch").level, logging.INFO))
     r = get_recipe(recipe).with_overrides(epochs=epochs, lr=lr, batch_size=batch_size, crop_faces=crop_faces,
                                           margin=margin, seed=seed)
+    if feature_views is not None:
+        r = r.with_overrides(extra={**r.extra, "feature_views": feature_views})
     res = run_training(data_dir, r, runs_root=project, name=name, base_weights=weights,
                        detector_backend=detector, detector_model=detector_model, resume=resume,
-                       limit_per_class=limit_per_class)
+                       limit_per_class=limit_per_class, scenes=scenes, scene_splits=scene_splits)
     m = res.test_metrics
     if m:
         from maskwatch.evaluate.classification import format_metrics

@@ -16,7 +16,10 @@ import numpy as np
 CSV_COLUMNS = (
     "source", "frame", "time_s", "width", "height", "face", "x1", "y1", "x2", "y2",
     "face_score", "label", "score", "p_with_mask", "p_without_mask", "track_id",
+    "p_mask_incorrect", "uncertain",
 )
+#: Classes whose probability has a CSV column (``p_<class>``); a 2-class model leaves mask_incorrect empty.
+CSV_PROB_CLASSES = ("with_mask", "without_mask", "mask_incorrect")
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,9 @@ class Face:
     orientation), ``face_score`` the face detector's confidence, ``label`` the most probable class,
     ``score`` its probability and ``probs`` the probability of every class. In videos,
     ``track_id`` follows one face from frame to frame (``None`` for still images) and ``probs`` is
-    the mean of the classifier's verdicts on that track so far.
+    the mean of the classifier's verdicts on that track so far. ``uncertain`` is ``True`` when the
+    classifier abstains (its calibrated top probability is below the model's threshold): ``label``
+    is then only its best guess.
     """
 
     box: tuple[int, int, int, int]
@@ -36,6 +41,7 @@ class Face:
     score: float
     probs: dict[str, float]
     track_id: int | None = None
+    uncertain: bool = False
 
     def __post_init__(self) -> None:
         if len(self.box) != 4:
@@ -60,6 +66,7 @@ class Face:
             "score": round(float(self.score), 4),
             "probs": {k: round(float(v), 4) for k, v in self.probs.items()},
             "track_id": self.track_id,
+            "uncertain": bool(self.uncertain),
         }
 
 
@@ -87,10 +94,12 @@ class FrameResult:
         return len(self.faces)
 
     def counts(self) -> dict[str, int]:
-        """Number of faces per label, plus ``total``."""
+        """Number of faces per label, plus ``total``; faces marked uncertain are counted under
+        ``uncertain`` (not under their best-guess label), a key present only when there are some."""
         out: dict[str, int] = {}
         for f in self.faces:
-            out[f.label] = out.get(f.label, 0) + 1
+            key = "uncertain" if f.uncertain else f.label
+            out[key] = out.get(key, 0) + 1
         out["total"] = len(self.faces)
         return out
 
@@ -118,6 +127,8 @@ class FrameResult:
                 *f.box, round(f.face_score, 4), f.label, round(f.score, 4),
                 round(f.probs.get("with_mask", 0.0), 4), round(f.probs.get("without_mask", 0.0), 4),
                 "" if f.track_id is None else f.track_id,
+                round(f.probs["mask_incorrect"], 4) if "mask_incorrect" in f.probs else "",
+                int(bool(f.uncertain)),
             ])
         return rows
 
@@ -130,6 +141,7 @@ class CropResult:
     label: str
     score: float
     probs: dict[str, float]
+    uncertain: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,6 +149,7 @@ class CropResult:
             "label": self.label,
             "score": round(float(self.score), 4),
             "probs": {k: round(float(v), 4) for k, v in self.probs.items()},
+            "uncertain": bool(self.uncertain),
         }
 
     def to_json(self) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from maskwatch.classify.calibration import Calibration, calibration_from_metadata
 from maskwatch.errors import ModelError
 from maskwatch.preprocess import to_model_input
 from maskwatch.results import CropResult
@@ -58,7 +59,11 @@ class ModelInfo:
 
 
 class MaskClassifier:
-    """Label face crops ``with_mask`` / ``without_mask`` with a self-describing ONNX model.
+    """Label face crops ``with_mask`` / ``without_mask`` (/ ``mask_incorrect``) with a self-describing ONNX model.
+
+    Probabilities are temperature-scaled when the model file stores a calibration (see
+    :mod:`maskwatch.classify.calibration`); :meth:`uncertain` says which verdicts fall below the
+    model's abstention threshold. Older files without a calibration are used as they are.
 
     Args:
         path: a maskwatch ``.onnx`` file; ``None`` loads the bundled default model.
@@ -99,6 +104,7 @@ class MaskClassifier:
         except json.JSONDecodeError as exc:
             raise ModelError(f"{src}: maskwatch metadata is not valid JSON ({exc})") from exc
         self.info = ModelInfo.from_metadata(meta, src)
+        self.calibration: Calibration = calibration_from_metadata(meta)
         inp = self._session.get_inputs()[0]
         self._input_name = inp.name
         shape = inp.shape
@@ -118,7 +124,12 @@ class MaskClassifier:
         if len(batch) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
         out = self._session.run(None, {self._input_name: batch.astype(np.float32, copy=False)})[0]
-        return np.asarray(out, dtype=np.float32)
+        return self.calibration.apply(np.asarray(out, dtype=np.float32))
+
+    def uncertain(self, probs: np.ndarray) -> np.ndarray:
+        """``True`` for each row of :meth:`predict` output that the model abstains on (top calibrated
+        probability below its ``abstain_below``; never for models without one)."""
+        return self.calibration.uncertain(probs)
 
     def predict(self, crops_bgr: Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
         """Class probabilities ``(N, n_classes)`` for BGR face crops, in :attr:`classes` order.
@@ -138,10 +149,11 @@ class MaskClassifier:
         """Label each BGR image as a whole face crop (no face detection)."""
         names = list(sources) if sources is not None else [f"<crop {i}>" for i in range(len(crops_bgr))]
         out = []
-        for name, p in zip(names, self.predict(crops_bgr)):
+        probs_all = self.predict(crops_bgr)
+        for name, p, unsure in zip(names, probs_all, self.uncertain(probs_all)):
             k = int(p.argmax())
             probs = {c: float(v) for c, v in zip(self.classes, p)}
-            out.append(CropResult(name, self.classes[k], float(p[k]), probs))
+            out.append(CropResult(name, self.classes[k], float(p[k]), probs, uncertain=bool(unsure)))
         return out
 
     def describe(self) -> dict[str, Any]:

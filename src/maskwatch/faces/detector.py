@@ -31,7 +31,7 @@ from maskwatch.faces.models import YUNET_FILENAME, find_yunet
 
 log = logging.getLogger(__name__)
 
-DETECTOR_BACKENDS = ("auto", "yunet", "yuface")
+DETECTOR_BACKENDS = ("auto", "yunet", "yuface", "centerface", "fused")
 
 
 def quiet_opencv() -> None:
@@ -332,15 +332,29 @@ def create_face_detector(
     """Build a face detector.
 
     Args:
-        backend: ``"auto"`` (YuNet via OpenCV when its file is found, else yuface), ``"yunet"`` or
-            ``"yuface"``.
-        model_path: the YuNet ONNX file or a folder holding it (default: the models folders).
+        backend: ``"auto"`` (YuNet via OpenCV when its file is found, else yuface), ``"yunet"``,
+            ``"yuface"``, ``"centerface"`` (bundled CenterFace, see :mod:`maskwatch.faces.centerface`) or
+            ``"fused"`` (YuNet - or yuface without its file - and CenterFace, boxes fused by
+            :mod:`maskwatch.faces.fusion`).
+        model_path: the backend's ONNX file or a folder holding it (default: the models folders;
+            ``"fused"``: a folder holding both files).
         settings: thresholds, detection size and box calibration.
     """
     if backend not in DETECTOR_BACKENDS:
         raise InputError(f"unknown face detector {backend!r}; choose one of {', '.join(DETECTOR_BACKENDS)}")
     if backend == "yuface":
         return YuFaceDetector(settings)
+    if backend == "centerface":
+        from maskwatch.faces.centerface import CenterFaceDetector
+
+        return CenterFaceDetector(model_path, settings)
+    if backend == "fused":
+        from maskwatch.faces.centerface import CenterFaceDetector
+        from maskwatch.faces.fusion import FusedDetector
+
+        folder = model_path if model_path is None or Path(model_path).is_dir() else Path(model_path).parent
+        return FusedDetector([create_face_detector("auto", folder, settings), CenterFaceDetector(folder, settings)],
+                             settings)
     path = find_yunet(model_path)
     if path is not None:
         return YuNetDetector(path, settings)

@@ -53,8 +53,9 @@ def import_keras():
     return tf, keras
 
 
-def build_model(recipe, base_weights: str | Path | None):
-    """MobileNetV2 (alpha 1.0, ImageNet weights, frozen) with the article's head.
+def build_model(recipe, base_weights: str | Path | None, n_classes: int = 2):
+    """MobileNetV2 (alpha 1.0, ImageNet weights, frozen) with the article's head (``n_classes`` softmax
+    outputs; binary cross-entropy for two, as the article, categorical cross-entropy for more).
 
     Input: RGB float in [0, 255]; MobileNetV2's scaling to [-1, 1] is a layer inside the model.
     """
@@ -74,11 +75,11 @@ def build_model(recipe, base_weights: str | Path | None):
     x = layers.Flatten(name="head_flatten")(x)
     x = layers.Dense(recipe.dense_units, activation="relu", name="head_dense")(x)
     x = layers.Dropout(recipe.dropout, name="head_dropout")(x)
-    outputs = layers.Dense(2, activation="softmax", name="probs")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probs")(x)
     model = keras.Model(inputs, outputs, name="maskwatch_mobilenetv2")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=recipe.lr),
-        loss=keras.losses.BinaryCrossentropy(),
+        loss=keras.losses.BinaryCrossentropy() if n_classes == 2 else keras.losses.CategoricalCrossentropy(),
         metrics=["accuracy"],
     )
     return model

@@ -26,6 +26,9 @@ from maskwatch.io.images import decode_image
 from maskwatch.data import face_cropper, load_crops
 from maskwatch.runs import new_run_dir
 from maskwatch.train.audit import DEFAULT_CLASSES, audit_dataset, list_class_files
+
+#: Classes a scene dataset may add to a crop dataset's two (in this output order).
+EXTRA_CLASSES = ("mask_incorrect",)
 from maskwatch.train.recipe import Recipe
 from maskwatch.train.split import SPLITS, load_split_file, save_split, split_samples
 
@@ -79,8 +82,18 @@ def train(
     resume: str | Path | None = None,
     limit_per_class: int | None = None,
     progress: bool = True,
+    scenes: str | Path | None = None,
+    scene_splits: str | Path | None = None,
 ) -> TrainResult:
-    """Train a mask classifier on ``data_dir/<class>/`` and export it; see the module docstring."""
+    """Train a mask classifier on ``data_dir/<class>/`` and export it; see the module docstring.
+
+    With ``scenes`` (a scene dataset, YOLO or Pascal VOC) and ``scene_splits`` (a folder with its
+    ``train.txt`` / ``val.txt`` image lists), every annotated face of the listed train / val photos is
+    added as a crop to the training / validation data; a class those faces have beyond
+    ``with_mask`` / ``without_mask`` (``mask_incorrect``) becomes a third output. Scene test photos
+    are never read. Classes are then weighted by ``sqrt(largest class / class)`` in the loss, and a
+    temperature and an abstention threshold are fitted on the validation crops (stored in the model).
+    """
     t0 = time.perf_counter()
     classes = DEFAULT_CLASSES
     from maskwatch.train.keras_backend import check_base_weights
@@ -95,6 +108,8 @@ def train(
         saved = json.loads((run_dir / "recipe.json").read_text())
         saved["split"] = tuple(saved["split"])
         recipe = Recipe(**saved)
+        scenes = recipe.extra.get("scenes", scenes)
+        scene_splits = recipe.extra.get("scene_splits", scene_splits)
         data_dir = json.loads((run_dir / "audit.json").read_text())["data_dir"]
         audit_summary = json.loads((run_dir / "audit.json").read_text())
         log.info("resuming %s", run_dir)
@@ -114,12 +129,25 @@ def train(
             samples = picked
         split = split_samples(samples, recipe.split, recipe.seed)
         save_split(split, run_dir / "splits", Path(data_dir))
+        if scenes is not None:
+            if scene_splits is None:
+                raise DataError("scene crops need the scene dataset's split lists (--scene-splits DIR with "
+                                "train.txt and val.txt); the test photos must stay unseen.")
+            recipe = recipe.with_overrides(extra={**recipe.extra, "scenes": str(scenes),
+                                                  "scene_splits": str(scene_splits)})
         (run_dir / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2))
         audit_summary = report.summary()
+    scene_sets = {}
+    if scenes is not None:
+        from maskwatch.train.scene_crops import scene_parts
+
+        scene_sets = scene_parts(scenes, scene_splits, ("train", "val"))
+        present = {lab for ims in scene_sets.values() for im in ims for lab in im.labels}
+        classes = DEFAULT_CLASSES + tuple(c for c in EXTRA_CLASSES if c in present)
     items = {sp: load_split_file(run_dir / "splits" / f"{sp}.txt", Path(data_dir)) for sp in SPLITS}
     for sp in ("train", "val"):
         counts = Counter(label for label, _ in items[sp])
-        missing = [c for c in classes if counts[c] == 0]
+        missing = [c for c in DEFAULT_CLASSES if counts[c] == 0]
         if missing:
             raise DataError(f"the {sp} split has no images of {missing}; add images to those classes.")
     log.info("split: %s", {sp: len(v) for sp, v in items.items()})
@@ -138,10 +166,35 @@ def train(
             arrays[sp], cropped[sp] = (x, y), n
     if recipe.crop_faces:
         log.info("faces cropped by the detector: %s", {sp: f"{cropped[sp]}/{len(items[sp])}" for sp in cropped})
+    n_crop_rows = {sp: len(arrays[sp][0]) for sp in arrays}
+    scene_counts: dict[str, dict[str, int]] = {}
+    if scene_sets:
+        from maskwatch.train.scene_crops import load_scene_crops
+
+        for sp, ims in scene_sets.items():
+            xs, ys, _, _ = load_scene_crops(ims, classes, recipe.input_size, recipe.margin,
+                                            int(recipe.extra.get("min_scene_face", 8)), f"scene crops {sp}", progress)
+            scene_counts[sp] = {c: int((ys == k).sum()) for k, c in enumerate(classes)}
+            x, y = arrays[sp]
+            arrays[sp] = (np.concatenate([x, xs]), np.concatenate([y, ys]))
+        log.info("scene face crops added: %s", scene_counts)
+    train_counts = np.bincount(arrays["train"][1], minlength=len(classes)).astype(np.float64)
+    if scene_sets:
+        class_weight = np.sqrt(train_counts.max() / np.maximum(train_counts, 1.0))
+    else:
+        class_weight = np.ones(len(classes))
+    log.info("class weights: %s", dict(zip(classes, np.round(class_weight, 3).tolist())))
 
     def dataset(sp: str, training: bool):
         x, y = arrays[sp]
         onehot = np.eye(len(classes), dtype=np.float32)[y]
+        if training and scene_sets:
+            ds = tf.data.Dataset.from_tensor_slices((x, onehot, class_weight[y].astype(np.float32)))
+            ds = ds.shuffle(len(x), seed=recipe.seed, reshuffle_each_iteration=True)
+            ds = ds.batch(recipe.batch_size).map(lambda a, b, w: (tf.cast(a, tf.float32), b, w))
+            aug = make_augmenter(recipe)
+            ds = ds.map(lambda a, b, w: (*aug(a, b), w), num_parallel_calls=tf.data.AUTOTUNE)
+            return ds.prefetch(2)
         ds = tf.data.Dataset.from_tensor_slices((x, onehot))
         if training:
             ds = ds.shuffle(len(x), seed=recipe.seed, reshuffle_each_iteration=True)
@@ -150,7 +203,7 @@ def train(
             ds = ds.map(make_augmenter(recipe), num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(2)
 
-    model = build_model(recipe, base_weights)
+    model = build_model(recipe, base_weights, n_classes=len(classes))
     best = run_dir / "best.weights.h5"
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
@@ -162,17 +215,30 @@ def train(
 
     verbose = (1 if sys.stderr.isatty() else 2) if progress else 0
     t_fit = time.perf_counter()
-    model.fit(dataset("train", True), validation_data=dataset("val", False), epochs=recipe.epochs,
-              callbacks=callbacks, verbose=verbose)
+    views = int(recipe.extra.get("feature_views", 0) or 0)
+    if views > 0:
+        _fit_on_cached_features(model, arrays, classes, class_weight, recipe, views, run_dir, tf, keras, verbose)
+    else:
+        model.fit(dataset("train", True), validation_data=dataset("val", False), epochs=recipe.epochs,
+                  callbacks=callbacks, verbose=verbose)
     fit_s = time.perf_counter() - t_fit
     if best.exists():
         model.load_weights(str(best))
     _plot_curves(run_dir / "history.csv", run_dir / "curves.png")
 
+    calibration: dict[str, Any] = {}
+    real_val: dict[str, Any] = {}
+    if scene_sets:
+        calibration, real_val = _calibrate(model, arrays["val"], n_crop_rows["val"], classes, recipe, run_dir)
+
     test_metrics: dict[str, Any] = {}
     if "test" in arrays:
         x, y = arrays["test"]
         probs = model.predict(x.astype(np.float32), batch_size=64, verbose=0)
+        if calibration:
+            from maskwatch.classify.calibration import apply_temperature
+
+            probs = apply_temperature(probs, calibration["temperature"])
         test_metrics = classification_metrics(y, probs, classes)
         write_report(test_metrics, run_dir / "test", "test split")
         wrong = np.nonzero(probs.argmax(1) != y)[0]
@@ -201,7 +267,8 @@ def train(
             "scaling": "inside the model: x / 127.5 - 1 (MobileNetV2)",
             "margin": recipe.margin,
         },
-        "architecture": "MobileNetV2 alpha 1.0 (ImageNet, frozen) + AveragePool7 + Dense128 + Dropout + Dense2 softmax",
+        "architecture": f"MobileNetV2 alpha 1.0 (ImageNet, frozen) + AveragePool7 + Dense{recipe.dense_units} + "
+                        f"Dropout + Dense{len(classes)} softmax",
         "recipe": recipe.to_dict(),
         "data": {
             "source": str(audit_summary.get("data_dir")),
@@ -211,23 +278,116 @@ def train(
             "near_duplicate_groups": audit_summary.get("n_near_duplicate_groups"),
             "identity_groups": audit_summary.get("identity_groups"),
             "unreadable": len(audit_summary.get("unreadable", [])),
+            **({"scene_crops": {"source": str(scenes), "split_lists": str(scene_splits), **scene_counts},
+                "class_weights": dict(zip(classes, np.round(class_weight, 4).tolist()))} if scene_sets else {}),
         },
-        "metrics": {"test": test_metrics},
+        "metrics": {"test": test_metrics, **({"val_real_faces": real_val} if real_val else {})},
+        **({"calibration": calibration} if calibration else {}),
         "training_seconds": round(fit_s, 1),
     }
     model_path = export_onnx(model, run_dir / "model.onnx", metadata)
-    _check_export(model, model_path, arrays.get("test", arrays["val"])[0][:8])
+    _check_export(model, model_path, arrays.get("test", arrays["val"])[0][:8], calibration.get("temperature", 1.0))
     seconds = time.perf_counter() - t0
     log.info("model: %s (%.1f MB), %.0f s in all", model_path, model_path.stat().st_size / 1e6, seconds)
     return TrainResult(run_dir, model_path, test_metrics, seconds)
 
 
-def _check_export(model, model_path: Path, x: np.ndarray) -> None:
-    """The ONNX file must give the Keras model's probabilities."""
+def _fit_on_cached_features(model, arrays, classes, class_weight, recipe, views: int, run_dir: Path, tf, keras,
+                            verbose: int) -> None:
+    """Train only the head on frozen-base features computed once (``views`` per training image: the
+    crop itself, then ``views - 1`` augmented draws; one epoch reads one view), instead of running
+    the frozen MobileNetV2 on every image in every epoch. The head's layers are the model's own, so
+    the model is trained in place; the best epoch by validation loss is kept. Same architecture and
+    loss; the augmentation is limited to the cached draws.
+    """
+    from maskwatch.train.keras_backend import make_augmenter
+
+    features = keras.Model(model.inputs, model.get_layer("head_flatten").output)
+    head_in = keras.Input(features.output.shape[1:], name="features")
+    h = model.get_layer("head_dense")(head_in)
+    h = model.get_layer("head_dropout")(h)
+    head = keras.Model(head_in, model.get_layer("probs")(h))
+    head.compile(optimizer=keras.optimizers.Adam(learning_rate=recipe.lr), loss=model.loss, metrics=["accuracy"])
+    aug = make_augmenter(recipe)
+
+    def extract(x: np.ndarray, augment: bool) -> np.ndarray:
+        ds = tf.data.Dataset.from_tensor_slices(x).batch(64).map(lambda a: tf.cast(a, tf.float32))
+        if augment:
+            ds = ds.map(lambda a: aug(a, a)[0])
+        return features.predict(ds, verbose=0)
+
+    t0 = time.perf_counter()
+    xtr, ytr = arrays["train"]
+    cached = [extract(xtr, v > 0) for v in range(views)]
+    xv, yv = arrays["val"]
+    fval = extract(xv, False)
+    log.info("frozen-base features: %d view(s) of %d training crops + %d validation crops in %.0f s", views,
+             len(xtr), len(xv), time.perf_counter() - t0)
+    eye = np.eye(len(classes), dtype=np.float32)
+    weights = class_weight[ytr].astype(np.float32)
+    best, best_weights = float("inf"), None
+    rows = ["epoch,accuracy,loss,val_accuracy,val_loss"]
+    for epoch in range(recipe.epochs):
+        hist = head.fit(cached[epoch % views], eye[ytr], sample_weight=weights, batch_size=recipe.batch_size,
+                        epochs=epoch + 1, initial_epoch=epoch, shuffle=True,
+                        validation_data=(fval, eye[yv]), verbose=verbose).history
+        rows.append(f"{epoch},{hist['accuracy'][-1]},{hist['loss'][-1]},{hist['val_accuracy'][-1]},"
+                    f"{hist['val_loss'][-1]}")
+        if hist["val_loss"][-1] < best:
+            best, best_weights = hist["val_loss"][-1], head.get_weights()
+    (run_dir / "history.csv").write_text("\n".join(rows) + "\n")
+    if best_weights is not None:
+        head.set_weights(best_weights)
+    model.save_weights(str(run_dir / "best.weights.h5"))
+
+
+def _calibrate(model, val: tuple[np.ndarray, np.ndarray], n_crop_rows: int, classes, recipe, run_dir: Path,
+               ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit the temperature on every validation crop, and the abstention threshold on the real (scene)
+    validation faces; returns the model's ``calibration`` entry and real-face validation metrics."""
+    from maskwatch.classify.calibration import (
+        apply_temperature, choose_abstention, expected_calibration_error, fit_temperature, nll,
+    )
+
+    x, y = val
+    raw = model.predict(x.astype(np.float32), batch_size=64, verbose=0)
+    t = fit_temperature(raw, y)
+    cal = apply_temperature(raw, t)
+    target = float(recipe.extra.get("abstain_target", 0.95))
+    real = slice(n_crop_rows, None)
+    abst = choose_abstention(cal[real], y[real], target)
+    calibration = {
+        "temperature": t, "abstain_below": abst["threshold"],
+        "fitted_on": f"validation crops ({len(y)}; abstention on the {len(y) - n_crop_rows} real scene faces)",
+        "ece_before": expected_calibration_error(raw, y), "ece_after": expected_calibration_error(cal, y),
+        "nll_before": nll(raw, y), "nll_after": nll(cal, y), "abstention": abst,
+    }
+    yr, pr = y[real], cal[real]
+    k_with, k_without = classes.index("with_mask"), classes.index("without_mask")
+    unmasked = yr == k_without
+    real_val = {
+        "n": int(len(yr)), "accuracy": float((pr.argmax(1) == yr).mean()) if len(yr) else None,
+        "recall": {c: float((pr[yr == k].argmax(1) == k).mean()) if (yr == k).any() else None
+                   for k, c in enumerate(classes)},
+        "unmasked_called_with_mask_at_0.9": float(((pr[unmasked].argmax(1) == k_with)
+                                                    & (pr[unmasked, k_with] >= 0.9)).mean()) if unmasked.any() else None,
+        "confusion": [[int(((yr == i) & (pr.argmax(1) == j)).sum()) for j in range(len(classes))]
+                      for i in range(len(classes))],
+    }
+    (run_dir / "calibration.json").write_text(json.dumps({"calibration": calibration, "val_real_faces": real_val},
+                                                         indent=2))
+    log.info("temperature %.3f: validation ECE %.4f -> %.4f; abstain below %s (real-face coverage %.3f)", t,
+             calibration["ece_before"], calibration["ece_after"], abst["threshold"], abst["coverage"])
+    return calibration, real_val
+
+
+def _check_export(model, model_path: Path, x: np.ndarray, temperature: float = 1.0) -> None:
+    """The ONNX file must give the Keras model's probabilities (temperature-scaled as the file says)."""
+    from maskwatch.classify.calibration import apply_temperature
     from maskwatch.classify.model import MaskClassifier
 
     onnx_probs = MaskClassifier(model_path).predict_batch(x.astype(np.float32))
-    keras_probs = model.predict(x.astype(np.float32), verbose=0)
+    keras_probs = apply_temperature(model.predict(x.astype(np.float32), verbose=0), temperature)
     diff = float(np.abs(onnx_probs - keras_probs).max())
     if diff > 1e-3:
         raise MaskwatchError(f"exported ONNX model differs from Keras by {diff:.2e}; export is broken")

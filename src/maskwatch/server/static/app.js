@@ -2,7 +2,8 @@
 "use strict";
 
 (function () {
-  const COLORS = { with_mask: "rgb(40,180,60)", without_mask: "rgb(220,40,40)" };
+  const COLORS = { with_mask: "rgb(40,180,60)", without_mask: "rgb(220,40,40)", mask_incorrect: "rgb(255,140,0)" };
+  const UNCERTAIN_COLOR = "rgb(150,150,150)";  // the classifier abstained: its label is only a guess
   const OTHER_COLOR = "rgb(0,160,200)";
   const LIVE_MAX_SIDE = 480;     // frames are shrunk to this long side before they are sent
   const LIVE_JPEG_QUALITY = 0.7;
@@ -48,13 +49,14 @@
     ctx.textBaseline = "bottom";
     faces.forEach((f, i) => {
       const [x1, y1, x2, y2] = f.box.map((v) => v * scale);
-      const color = colorFor(f.label);
+      const color = f.uncertain ? UNCERTAIN_COLOR : colorFor(f.label);
       ctx.strokeStyle = color;
       ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
       const fontPx = Math.round(Math.min(baseFont, Math.max(11, (x2 - x1) * 0.45)));
       ctx.font = `600 ${fontPx}px system-ui, sans-serif`;
       const pct = `${Math.round(f.score * 100)}%`;
-      let text = numbered ? `${i + 1} ${f.label} ${pct}` : `${f.label} ${pct}`;
+      const shown = f.uncertain ? `${f.label}?` : f.label;
+      let text = numbered ? `${i + 1} ${shown} ${pct}` : `${shown} ${pct}`;
       if (numbered && ctx.measureText(text).width > 3 * (x2 - x1)) text = String(i + 1);
       const tw = ctx.measureText(text).width + 8;
       const th = fontPx + 6;
@@ -68,7 +70,10 @@
 
   function countFaces(faces) {
     const c = { with_mask: 0, without_mask: 0, total: faces.length };
-    for (const f of faces) c[f.label] = (c[f.label] || 0) + 1;
+    for (const f of faces) {
+      const key = f.uncertain ? "uncertain" : f.label;  // as FrameResult.counts() counts them
+      c[key] = (c[key] || 0) + 1;
+    }
     return c;
   }
 
@@ -181,7 +186,7 @@
       const cells = [
         [String(i + 1), "num"],
         [f.box.join(", "), ""],
-        [f.label.replace("_", " "), "label-" + f.label],
+        [f.label.replace("_", " ") + (f.uncertain ? " (uncertain)" : ""), f.uncertain ? "" : "label-" + f.label],
         [(f.score * 100).toFixed(1), "num"],
       ];
       for (const [text, cls] of cells) {
