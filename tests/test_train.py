@@ -53,3 +53,54 @@ def test_train_on_bad_data_dirs(tmp_path):
     Image.new("RGB", (32, 32)).save(tmp_path / "with_mask" / "a.png")
     assert_one_line_error(run_cli("train", str(tmp_path)), "without_mask/' is missing")
     assert_one_line_error(run_cli("train", str(tmp_path), "--recipe", "fast"), "'default', 'article'")
+
+
+def _mini_scene_set(shared, tmp_path, n_train=8, n_val=4):
+    """A few scenes-kaggle photos (with mask_incorrect faces first) and their train / val lists."""
+    from maskwatch.evaluate.scenes import load_scenes
+
+    root = shared / "data" / "scenes-kaggle"
+    images = load_scenes(root)
+    rare = [im for im in images if "mask_incorrect" in im.labels]
+    rest = [im for im in images if "mask_incorrect" not in im.labels and "without_mask" in im.labels]
+    train = rare[:n_train // 2] + rest[:n_train // 2]
+    val = rare[n_train // 2:n_train // 2 + n_val // 2] + rest[n_train // 2:n_train // 2 + n_val // 2]
+    splits = tmp_path / "scene splits"
+    splits.mkdir()
+    for name, part in (("train", train), ("val", val)):
+        (splits / f"{name}.txt").write_text("".join(im.path.relative_to(root).as_posix() + "\n" for im in part))
+    return root, splits, val
+
+
+@needs_shared
+@pytest.mark.slow
+def test_train_with_scene_faces_adds_mask_incorrect_and_calibration(shared, tmp_path):
+    weights = shared / "weights" / "mobilenet_v2" / "mobilenet_v2_1.0_224_from_torchvision_no_top.weights.h5"
+    root, splits, val = _mini_scene_set(shared, tmp_path)
+    runs = tmp_path / "runs"
+    proc = run_cli("train", str(shared / "data" / "mask-crops"), "--epochs", "2", "--limit-per-class", "16",
+                   "--weights", str(weights), "--project", str(runs), "--scenes", str(root),
+                   "--scene-splits", str(splits), "--feature-views", "2", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = runs / "train" / "exp"
+    card = json.loads(run_cli("models", "info", str(run / "model.onnx")).stdout)
+    assert card["classes"] == ["with_mask", "without_mask", "mask_incorrect"]
+    cal = card["calibration"]
+    assert cal["temperature"] > 0 and "ece_before" in cal and "ece_after" in cal
+    crops = card["data"]["scene_crops"]
+    assert crops["train"]["mask_incorrect"] > 0 and crops["val"]["without_mask"] > 0
+    assert card["data"]["class_weights"]["mask_incorrect"] > card["data"]["class_weights"]["with_mask"]
+    assert len((run / "history.csv").read_text().splitlines()) == 3  # header + 2 epochs
+
+    # the 3-class model runs the whole pipeline on the scene photos it validated on
+    (tmp_path / "val.txt").write_text((splits / "val.txt").read_text())
+    ev = run_cli("evaluate", str(run / "model.onnx"), str(root), "--split-file", str(tmp_path / "val.txt"),
+                 "--project", str(runs))
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    assert "mask_incorrect" in ev.stdout and "uncertain" in ev.stdout
+    metrics = json.loads((runs / "evaluate" / "exp" / "metrics.json").read_text())
+    assert metrics["n_images"] == len(val) and metrics["model_classes"] == card["classes"]
+
+
+def test_scenes_without_split_lists_is_one_line_error(tmp_path):
+    assert_one_line_error(run_cli("train", str(tmp_path), "--scenes", str(tmp_path)), "--scene-splits")

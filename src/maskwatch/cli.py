@@ -254,6 +254,9 @@ def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, we
     logging.getLogger("maskwatch").setLevel(min(logging.getLogger("maskwatch").level, logging.INFO))
     r = get_recipe(recipe).with_overrides(epochs=epochs, lr=lr, batch_size=batch_size, crop_faces=crop_faces,
                                           margin=margin, seed=seed)
+    if scenes is not None and scene_splits is None:
+        raise InputError("--scenes needs --scene-splits DIR (the scene dataset's train.txt / val.txt image lists, "
+                         "e.g. docs/scenes-kaggle): scene test photos must stay unseen.")
     if feature_views is not None:
         r = r.with_overrides(extra={**r.extra, "feature_views": feature_views})
     res = run_training(data_dir, r, runs_root=project, name=name, base_weights=weights,

@@ -369,7 +369,12 @@ def predict_scenes(
     for im in tqdm(images, desc="scenes", unit="img", disable=not progress):
         image = decode_image(im.path)
         result = detector.label_faces(image, fd.detect(image), source=str(im.path))
-        preds.append(ScenePrediction.from_result(result))
+        pred = ScenePrediction.from_result(result)
+        # The classifier's abstention (its calibrated threshold), whether or not the engine set the flag.
+        clf = detector.classifier
+        own = np.asarray([[f.probs.get(c, 0.0) for c in clf.classes] for f in result.faces], np.float64)
+        pred.uncertain = pred.uncertain | clf.uncertain(own.reshape(len(result.faces), len(clf.classes)))
+        preds.append(pred)
     return preds
 
 
