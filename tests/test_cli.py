@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import assert_one_line_error, needs_shared, run_cli
+from conftest import ROOT, assert_one_line_error, needs_shared, run_cli
 
 SCENE = "images/01242020_masks-qa_151720-780x520.jpg"
 
@@ -204,3 +204,25 @@ def test_evaluate_a_small_yolo_scene_set(shared, model_path, tmp_path):
     metrics = json.loads((tmp_path / "runs" / "evaluate" / "exp" / "metrics.json").read_text())
     assert metrics["n_images"] == 6 and 0 < metrics["map"] <= 1
     assert metrics["face_recall@0.3"] > 0.5
+
+
+@needs_shared
+def test_evaluate_scene_split_list_with_both_conventions_and_confusion(shared, model_path, tmp_path):
+    root = shared / "data" / "scenes-kaggle"
+    lst = tmp_path / "few.txt"
+    names = [ln for ln in (ROOT / "docs" / "scenes-kaggle" / "val.txt").read_text().splitlines()
+             if ln and not ln.startswith("#")][:5]
+    lst.write_text("# five validation photos\n" + "\n".join(names) + "\n")
+    proc = run_cli("evaluate", str(model_path), str(root), "--split-file", str(lst), "--face-threshold", "0.6",
+                   "--project", str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stderr
+    assert "top-1" in proc.stdout and "multi" in proc.stdout and "confusion" in proc.stdout
+    m = json.loads((tmp_path / "runs" / "evaluate" / "exp" / "metrics.json").read_text())
+    assert m["n_images"] == 5 and m["operating_threshold"] == 0.6 and m["score_floor"] == 0.05
+    assert m["map_multilabel"] >= m["map_top1"] - 1e-9
+    cm = m["confusion"]
+    matched = sum(v for r, row in cm.items() if r != "no_face" for c, v in row.items() if c != "missed")
+    assert matched == m["operating_point"]["faces"]["tp"]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("images/not-there.jpg\n")
+    assert_one_line_error(run_cli("evaluate", str(model_path), str(root), "--split-file", str(bad)), "not in")
