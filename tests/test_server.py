@@ -330,7 +330,7 @@ def test_classify_crops_in_order(client, engine, scene_bytes):
     out = r.json()
     assert [o["source"] for o in out] == [f"face{i}.png" for i in range(len(crops))]
     for o in out:
-        assert set(o) == {"source", "label", "score", "probs"}
+        assert set(o) == {"source", "label", "score", "probs", "uncertain"}  # uncertain: added by issue 9
         assert o["label"] in engine.classes and 0 <= o["score"] <= 1
     single = client.post("/v1/classify", content=crops[0], headers={"Content-Type": "image/png"})
     assert single.status_code == 200
