@@ -113,7 +113,7 @@ def test_detect_json_to_stdout_is_only_json(shared, model_path):
     for f in d["faces"]:
         x1, y1, x2, y2 = f["box"]
         assert 0 <= x1 < x2 <= 780 and 0 <= y1 < y2 <= 520
-        assert f["label"] in ("with_mask", "without_mask")
+        assert f["label"] in ("with_mask", "without_mask", "mask_incorrect")
         assert abs(sum(f["probs"].values()) - 1) < 1e-3
 
 

@@ -353,7 +353,7 @@ def _calibrate(model, val: tuple[np.ndarray, np.ndarray], n_crop_rows: int, clas
     raw = model.predict(x.astype(np.float32), batch_size=64, verbose=0)
     t = fit_temperature(raw, y)
     cal = apply_temperature(raw, t)
-    target = float(recipe.extra.get("abstain_target", 0.95))
+    target = float(recipe.extra.get("abstain_target", 0.97))
     real = slice(n_crop_rows, None)
     abst = choose_abstention(cal[real], y[real], target)
     calibration = {
