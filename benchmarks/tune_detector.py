@@ -153,12 +153,17 @@ def refine_calibration(raws, images, shapes, thr, scale, shift, passes: int = 2)
 def classify_cached(detector: MaskDetector, raws, bgr, shapes, thr, box_scale, box_shift):
     """Class probabilities (SCENE_CLASSES order) of every detection kept at ``thr`` (min_face 0)."""
     out = []
-    idx = [detector.classes.index(c) for c in SCENE_CLASSES]
+    # a class the model lacks (mask_incorrect for a 2-class model) gets probability 0
+    idx = [detector.classes.index(c) if c in detector.classes else -1 for c in SCENE_CLASSES]
     for raw, img, shape in zip(raws, bgr, shapes):
         xyxy, sc = calibrate(raw, shape, thr, 0, box_scale, box_shift)
         crops = [crop_face(img, b, detector.margin) for b in xyxy]
-        probs = detector.classifier.predict(crops) if crops else np.zeros((0, len(idx)))
-        out.append(np.asarray(probs)[:, idx] if len(crops) else np.zeros((0, len(idx))))
+        if not crops:
+            out.append(np.zeros((0, len(idx))))
+            continue
+        probs = np.asarray(detector.classifier.predict(crops))
+        padded = np.concatenate([probs, np.zeros((len(probs), 1), probs.dtype)], axis=1)
+        out.append(padded[:, idx])
     return out
 
 
