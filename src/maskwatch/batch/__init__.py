@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from maskwatch.errors import DependencyError, InputError
+from maskwatch.faces.models import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -119,16 +120,6 @@ def _quiet_ray_data(progress: bool) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def run(
     inputs: Sequence[str | Path],
     output: str | Path,
@@ -209,9 +200,9 @@ def run(
                           detector_model=None if yunet is None else str(yunet),
                           settings=json.loads(json.dumps(asdict(settings))), reclassify_every=reclassify_every)
     run_settings = {
-        "maskwatch": __version__, "model": classifier.info.name, "model_sha256": _file_sha256(classifier.path),
+        "maskwatch": __version__, "model": classifier.info.name, "model_sha256": sha256_file(classifier.path),
         "classes": list(classes), "detector": backend,
-        "detector_sha256": None if yunet is None else _file_sha256(Path(yunet)),
+        "detector_sha256": None if yunet is None else sha256_file(Path(yunet)),
         "detector_settings": config.settings, "reclassify_every": reclassify_every,
         "chunk_seconds": float(chunk_seconds), "max_chunks": int(max_chunks),
     }
