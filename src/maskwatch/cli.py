@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from maskwatch import __version__
+from maskwatch.defaults import MAX_UPLOAD_MB, RECLASSIFY_EVERY
 from maskwatch.errors import InputError, MaskwatchError
 
 log = logging.getLogger("maskwatch")
@@ -83,6 +84,55 @@ def cli(verbose: int) -> None:
     _setup_logging(verbose)
 
 
+def _check_outputs(outputs: dict[str, str | Path | None]) -> None:
+    """Refuse, before anything is created, two outputs on one path and files that already exist."""
+    seen: dict[Path, str] = {}
+    for opt, path in outputs.items():
+        if path is None or str(path) == "-":
+            continue
+        key = Path(path).expanduser().resolve()
+        if key in seen:
+            raise InputError(f"{seen[key]} and {opt} both name {path}; give each output its own file.")
+        seen[key] = opt
+        if Path(path).exists():
+            raise InputError(f"{path}: already exists; choose a new output file for {opt} "
+                             "(outputs never overwrite).")
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of stdout went away (``| head``): stop writing there, quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+class _ImageLines:
+    """Sink: one line per still image on stdout (faces, with / without mask)."""
+
+    def __init__(self, classes: tuple[str, ...]) -> None:
+        self.classes = classes
+
+    def write(self, result) -> None:
+        if result.frame is None:
+            c = result.counts()
+            per = ", ".join(f"{c.get(k, 0)} {k}" for k in self.classes)
+            click.echo(f"{result.source}: {c['total']} faces, {per}")
+
+    def close(self) -> None:
+        pass
+
+
+def _summary_line(src: str, s: dict) -> str:
+    line = f"{src}: {s['frames']} frames, {s['faces_per_frame_mean']} faces/frame (max {s['faces_per_frame_max']})"
+    if s["tracks"] is None:
+        return line + ", face tracks: none"
+    seen = ", ".join(f"seen {k} {v}" for k, v in s["tracks"].items())
+    return (line + f", face tracks: {s['people']} ({seen}; changed label {s['changed_label']}; "
+            f"{s['unmasked_s']:.1f} s without a mask in all)")
+
+
 @cli.command()
 @click.argument("sources", nargs=-1, required=True)
 @detector_options
@@ -94,77 +144,68 @@ def cli(verbose: int) -> None:
 @click.option("--name", default="exp", show_default=True, help="Run folder name (exp, exp2, ...).")
 @click.option("--show", is_flag=True, help="Show a live window (needs a display and GUI OpenCV).")
 @click.option("--vid-stride", type=click.IntRange(1), default=1, show_default=True, help="Use every N-th video frame.")
-@click.option("--reclassify-every", type=click.IntRange(1), default=5, show_default=True,
+@click.option("--reclassify-every", type=click.IntRange(1), default=RECLASSIFY_EVERY, show_default=True,
               help="In videos, classify a tracked face again after N frames (1: every frame).")
 @click.option("--no-track", is_flag=True, help="Classify every face in every video frame independently.")
+@click.option("--blur", type=click.Choice(["none", "all", "without_mask", "with_mask"]), default="none",
+              show_default=True, help="Blur these faces in saved images and videos.")
 def detect(sources, model, detector, detector_model, face_threshold, detect_size, min_face, json_path, csv_path,
-           save, project, name, show, vid_stride, reclassify_every, no_track) -> None:
+           save, project, name, show, vid_stride, reclassify_every, no_track, blur) -> None:
     """Find and label every face in SOURCES: images, folders, globs, videos, camera indices (0), URLs."""
     from maskwatch.analytics import VideoStats
     from maskwatch.io.sources import resolve_sources
     from maskwatch.io.writers import LiveWindow, MediaSaver, make_writer
+    from maskwatch.runloop import run
     from maskwatch.runs import new_run_dir
 
     if json_path == "-" and csv_path == "-":
         raise InputError("--json - and --csv - both want stdout; send one of them to a file.")
+    _check_outputs({"--json": json_path, "--csv": csv_path})
     resolved = resolve_sources(sources)
     engine = _engine(model, detector, detector_model, face_threshold, detect_size, min_face,
                      reclassify_every=reclassify_every)
     quiet_stdout = "-" in (json_path, csv_path)
-    writers = [make_writer(p, k) for p, k in ((json_path, "json"), (csv_path, "csv")) if p]
-    run_dir = new_run_dir(project, "detect", name) if save else None
-    saver = MediaSaver(run_dir) if run_dir else None
     window = LiveWindow() if show else None
-    failures: list[str] = []
+    sinks: list = []
+    try:
+        sinks += [make_writer(p, k) for p, k in ((json_path, "json"), (csv_path, "csv")) if p]
+        run_dir = new_run_dir(project, "detect", name) if save else None
+        if run_dir:
+            sinks.append(MediaSaver(run_dir, blur=blur))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    if window:
+        sinks.append(window)
     stats = VideoStats()
-    n_frames, t0 = 0, time.perf_counter()
+    sinks.append(stats)
+    if not quiet_stdout:
+        sinks.append(_ImageLines(engine.classes))
 
     def on_error(exc: MaskwatchError) -> None:
-        failures.append(str(exc))
         click.echo(f"maskwatch: skipped {exc}", err=True)
 
-    from tqdm import tqdm
-
-    has_video = any(s.kind != "image" for s in resolved)
-    bar = tqdm(unit="frame", disable=not (has_video and sys.stderr.isatty()), leave=False)
     try:
-        for result in engine.process(resolved,
-                                     vid_stride=vid_stride, keep_image=bool(saver or window),
-                                     on_error=on_error if len(resolved) > 1 else None,
-                                     track=not no_track):
-            n_frames += 1
-            bar.update()
-            for w in writers:
-                w.write(result)
-            if saver:
-                saver.write(result)
-            if window and not window.show(result):
-                break
-            if result.frame is None:
-                if not quiet_stdout:
-                    c = result.counts()
-                    click.echo(f"{result.source}: {c['total']} faces, {c.get('with_mask', 0)} with_mask, "
-                               f"{c.get('without_mask', 0)} without_mask")
-            else:
-                stats.add(result)
-    finally:
-        bar.close()
-        for w in writers:
-            w.close()
-        if saver:
-            saver.close()
-        if window:
-            window.close()
-    elapsed = time.perf_counter() - t0
-    if not quiet_stdout:
-        for src, s in stats.summary().items():
-            tracks_txt = ", ".join(f"{v} {k}" for k, v in (s["tracks"] or {}).items())
-            click.echo(f"{src}: {s['frames']} frames, {s['faces_per_frame_mean']} faces/frame (max "
-                       f"{s['faces_per_frame_max']}), face tracks: {tracks_txt or 'none'}")
-    click.echo(f"maskwatch: {n_frames} frames in {elapsed:.1f} s ({n_frames / max(elapsed, 1e-9):.1f} frames/s)"
+        summary = run(resolved, sinks, engine, vid_stride=vid_stride, track=not no_track, on_error=on_error)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return
+    try:
+        if not quiet_stdout:
+            for src, s in stats.summary().items():
+                click.echo(_summary_line(src, s))
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return
+    click.echo(f"maskwatch: {summary.frames} frames in {summary.elapsed_s:.1f} s ({summary.fps:.1f} frames/s)"
                + (f", results in {run_dir}" if run_dir else ""), err=True)
-    if failures:
-        click.echo(f"maskwatch: {len(failures)} input(s) could not be read", err=True)
+    if summary.signal is not None:
+        how = "interrupted (SIGINT)" if summary.signal_name == "SIGINT" else f"stopped by {summary.signal_name}"
+        click.echo(f"maskwatch: {how} after {summary.frames} frames; every output was closed", err=True)
+        sys.exit(128 + summary.signal)
+    if summary.failures:
+        click.echo(f"maskwatch: {len(summary.failures)} input(s) could not be read", err=True)
         sys.exit(1)
 
 
@@ -337,7 +378,7 @@ def models_fetch(dest) -> None:
 @click.option("--model", "-m", type=click.Path(path_type=Path), default=None)
 @click.option("--detector", type=DETECTOR_CHOICES, default="auto", show_default=True)
 @click.option("--detector-model", type=click.Path(path_type=Path), default=None)
-@click.option("--max-upload-mb", type=click.FloatRange(0.01), default=20.0, show_default=True)
+@click.option("--max-upload-mb", type=click.FloatRange(0.01), default=MAX_UPLOAD_MB, show_default=True)
 def serve(host, port, model, detector, detector_model, max_upload_mb) -> None:
     """Start the web app and HTTP API (page at /, API docs at /docs)."""
     try:
