@@ -130,9 +130,9 @@ def test_saved_video_keeps_the_source_frame_rate_divided_by_the_stride(shared, m
 @pytest.mark.parametrize("sig,code,word", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGHUP, 129, "SIGHUP")])
 def test_signal_mid_run_leaves_complete_outputs(shared, model_path, tmp_path, sig, code, word):
     clip = shared / "data" / "video" / "airport-crowd.mp4"  # 661 frames: still running when signalled
-    out_json, out_csv = tmp_path / "frames.jsonl", tmp_path / "faces.csv"
+    out_json, out_csv, db = tmp_path / "frames.jsonl", tmp_path / "faces.csv", tmp_path / "events.db"
     proc = subprocess.Popen([sys.executable, "-m", "maskwatch", "detect", str(clip), "-m", str(model_path),
-                             "--save", "--json", str(out_json), "--csv", str(out_csv),
+                             "--save", "--json", str(out_json), "--csv", str(out_csv), "--db", str(db),
                              "--project", str(tmp_path / "runs")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -158,6 +158,16 @@ def test_signal_mid_run_leaves_complete_outputs(shared, model_path, tmp_path, si
     while cap.read()[0]:
         n += 1
     assert n == len(frames)  # the file was finished: every written frame plays
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT status, frames FROM runs").fetchone() == (f"stopped by {word}", len(frames))
+    started = con.execute("SELECT count(*) FROM events WHERE kind = 'track_started'").fetchone()[0]
+    ended = con.execute("SELECT count(*) FROM events WHERE kind = 'track_ended'").fetchone()[0]
+    assert started > 0 and ended == started  # open tracks closed with their last time
+    last = con.execute("SELECT max(last_s) FROM tracks").fetchone()[0]
+    assert last == pytest.approx(frames[-1]["time_s"], abs=0.05)
+    con.close()
 
 
 @needs_shared

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from maskwatch import __version__
-from maskwatch.defaults import MAX_UPLOAD_MB, RECLASSIFY_EVERY
+from maskwatch.defaults import ALERT_AFTER_S, MAX_UPLOAD_MB, MIN_TRACK_FRAMES, RECLASSIFY_EVERY
 from maskwatch.errors import InputError, MaskwatchError
 
 log = logging.getLogger("maskwatch")
@@ -84,8 +84,9 @@ def cli(verbose: int) -> None:
     _setup_logging(verbose)
 
 
-def _check_outputs(outputs: dict[str, str | Path | None]) -> None:
-    """Refuse, before anything is created, two outputs on one path and files that already exist."""
+def _check_outputs(outputs: dict[str, str | Path | None], may_exist: tuple[str, ...] = ()) -> None:
+    """Refuse, before anything is created, two outputs on one path and files that already exist
+    (except those in ``may_exist``, which are appended to)."""
     seen: dict[Path, str] = {}
     for opt, path in outputs.items():
         if path is None or str(path) == "-":
@@ -94,7 +95,7 @@ def _check_outputs(outputs: dict[str, str | Path | None]) -> None:
         if key in seen:
             raise InputError(f"{seen[key]} and {opt} both name {path}; give each output its own file.")
         seen[key] = opt
-        if Path(path).exists():
+        if opt not in may_exist and Path(path).exists():
             raise InputError(f"{path}: already exists; choose a new output file for {opt} "
                              "(outputs never overwrite).")
 
@@ -149,8 +150,23 @@ def _summary_line(src: str, s: dict) -> str:
 @click.option("--no-track", is_flag=True, help="Classify every face in every video frame independently.")
 @click.option("--blur", type=click.Choice(["none", "all", "without_mask", "with_mask"]), default="none",
               show_default=True, help="Blur these faces in saved images and videos.")
+@click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
+              help="Record face tracks and their events in this SQLite event log (created or appended to).")
+@click.option("--retention-days", type=click.FloatRange(0, min_open=True), default=None,
+              help="With --db: first delete what the event log holds from more than N days ago.")
+@click.option("--alert-after", type=click.FloatRange(0), default=ALERT_AFTER_S, show_default=True,
+              help="Seconds a tracked face must be without a mask before one unmasked_alert.")
+@click.option("--alert-cooldown", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Seconds after an alert during which the same source raises no other.")
+@click.option("--alert-webhook", default=None, help="POST each alert as JSON to this http(s) URL.")
+@click.option("--alert-thumbnails", is_flag=True, help="Include a small face picture in webhook alerts.")
+@click.option("--report", "report", is_flag=True,
+              help="Write summary.json, timeline.csv and timeline.png into the run folder.")
+@click.option("--min-track-frames", type=click.IntRange(1), default=MIN_TRACK_FRAMES, show_default=True,
+              help="A face track counts as a person when seen on at least N frames.")
 def detect(sources, model, detector, detector_model, face_threshold, detect_size, min_face, json_path, csv_path,
-           save, project, name, show, vid_stride, reclassify_every, no_track, blur) -> None:
+           save, project, name, show, vid_stride, reclassify_every, no_track, blur, db_path, retention_days,
+           alert_after, alert_cooldown, alert_webhook, alert_thumbnails, report, min_track_frames) -> None:
     """Find and label every face in SOURCES: images, folders, globs, videos, camera indices (0), URLs."""
     from maskwatch.analytics import VideoStats
     from maskwatch.io.sources import resolve_sources
@@ -158,28 +174,41 @@ def detect(sources, model, detector, detector_model, face_threshold, detect_size
     from maskwatch.runloop import run
     from maskwatch.runs import new_run_dir
 
+    from maskwatch.alerts import Alerts
+    from maskwatch.report import ComplianceReport
+
     if json_path == "-" and csv_path == "-":
         raise InputError("--json - and --csv - both want stdout; send one of them to a file.")
-    _check_outputs({"--json": json_path, "--csv": csv_path})
+    if retention_days is not None and db_path is None:
+        raise InputError("--retention-days prunes the event log: give it one with --db PATH.")
+    _check_outputs({"--json": json_path, "--csv": csv_path, "--db": db_path}, may_exist=("--db",))
     resolved = resolve_sources(sources)
     engine = _engine(model, detector, detector_model, face_threshold, detect_size, min_face,
                      reclassify_every=reclassify_every)
     quiet_stdout = "-" in (json_path, csv_path)
     window = LiveWindow() if show else None
+    alerts = Alerts(alert_webhook, thumbnails=alert_thumbnails) if alert_webhook else Alerts()
     sinks: list = []
     try:
+        if db_path is not None:
+            from maskwatch.events import EventLog
+
+            sinks.append(EventLog(db_path, command=" ".join(["maskwatch", *sys.argv[1:]]),
+                                  retention_days=retention_days))
         sinks += [make_writer(p, k) for p, k in ((json_path, "json"), (csv_path, "csv")) if p]
-        run_dir = new_run_dir(project, "detect", name) if save else None
-        if run_dir:
+        run_dir = new_run_dir(project, "detect", name) if (save or report) else None
+        if run_dir and save:
             sinks.append(MediaSaver(run_dir, blur=blur))
     except BaseException:
         for sink in sinks:
             sink.close()
+        alerts.close()
         raise
     if window:
         sinks.append(window)
-    stats = VideoStats()
-    sinks.append(stats)
+    stats = VideoStats(min_track_frames)
+    compliance = ComplianceReport(min_track_frames)
+    sinks += [stats, compliance, alerts]
     if not quiet_stdout:
         sinks.append(_ImageLines(engine.classes))
 
@@ -187,19 +216,29 @@ def detect(sources, model, detector, detector_model, face_threshold, detect_size
         click.echo(f"maskwatch: skipped {exc}", err=True)
 
     try:
-        summary = run(resolved, sinks, engine, vid_stride=vid_stride, track=not no_track, on_error=on_error)
+        summary = run(resolved, sinks, engine, vid_stride=vid_stride, track=not no_track, on_error=on_error,
+                      tracker_options={"alert_after_s": alert_after, "alert_cooldown_s": alert_cooldown})
     except BrokenPipeError:
         _quiet_broken_pipe()
         return
+    if report and run_dir:
+        compliance.save(run_dir)
     try:
         if not quiet_stdout:
             for src, s in stats.summary().items():
                 click.echo(_summary_line(src, s))
+            if stats.summary() and not no_track:
+                click.echo(compliance.text())
     except BrokenPipeError:
         _quiet_broken_pipe()
         return
+    if alerts.alerts:
+        click.echo(f"maskwatch: {len(alerts.alerts)} unmasked alert(s)"
+                   + (f"; webhook: {alerts.sender.sent} sent, {alerts.sender.failed} failed, "
+                      f"{alerts.sender.dropped} dropped" if alerts.sender else ""), err=True)
     click.echo(f"maskwatch: {summary.frames} frames in {summary.elapsed_s:.1f} s ({summary.fps:.1f} frames/s)"
-               + (f", results in {run_dir}" if run_dir else ""), err=True)
+               + (f", results in {run_dir}" if run_dir else "")
+               + (f", events in {db_path}" if db_path else ""), err=True)
     if summary.signal is not None:
         how = "interrupted (SIGINT)" if summary.signal_name == "SIGINT" else f"stopped by {summary.signal_name}"
         click.echo(f"maskwatch: {how} after {summary.frames} frames; every output was closed", err=True)
@@ -207,6 +246,42 @@ def detect(sources, model, detector, detector_model, face_threshold, detect_size
     if summary.failures:
         click.echo(f"maskwatch: {len(summary.failures)} input(s) could not be read", err=True)
         sys.exit(1)
+
+
+@cli.command()
+@click.option("--db", "db_path", type=click.Path(path_type=Path), required=True, help="The event log (from detect --db).")
+@click.option("--since", default=None, help="Only events at or after this UTC time (2026-05-01T08:00) or age (30m, 2h, 7d).")
+@click.option("--source", default=None, help="Only this source (a path, URL or camera:N; a part of one matches).")
+@click.option("--kind", type=click.Choice(["track_started", "label_changed", "unmasked_alert", "track_ended"]),
+              default=None, help="Only events of this kind.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most N events (oldest first).")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines, one event per line.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
+def events(db_path, since, source, kind, limit, as_json, as_csv) -> None:
+    """Print the events an event log recorded (a table; --json or --csv for programs)."""
+    import csv as csv_mod
+
+    from maskwatch.events import format_table, query_events
+    from maskwatch.events.store import EVENT_COLUMNS
+
+    if as_json and as_csv:
+        raise InputError("--json and --csv both print to stdout; choose one.")
+    rows = query_events(db_path, since=since, source=source, kind=kind, limit=limit)
+    try:
+        if as_json:
+            for r in rows:
+                click.echo(json.dumps(r, ensure_ascii=False))
+        elif as_csv:
+            w = csv_mod.writer(sys.stdout)
+            w.writerow(EVENT_COLUMNS)
+            for r in rows:
+                w.writerow([json.dumps(r[c]) if isinstance(r[c], (list, dict)) else ("" if r[c] is None else r[c])
+                            for c in EVENT_COLUMNS])
+        else:
+            click.echo(format_table(rows))
+            click.echo(f"{len(rows)} event(s)", err=True)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
 
 
 @cli.command()

@@ -1,8 +1,8 @@
 """Privacy: blur faces in saved images and videos, keep face thumbnails only when asked.
 
 ``blur`` names which faces are blurred: ``"all"``, ``"without_mask"``, ``"with_mask"`` or ``"none"``.
-Blurring is strong (a heavy pixelation of the box and a margin around it), so a face cannot be
-recognised, while the box and label drawn afterwards still show what was found.
+Blurring is strong (the box and a margin around it shrunk to 2-6 pixels across, enlarged back and
+smoothed), so a face cannot be recognised, while the box and label drawn afterwards still show what was found.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def blur_faces(image_bgr: np.ndarray, faces: Sequence[Face], blur: str = "none",
         if x2 - x1 < 2 or y2 - y1 < 2:
             continue
         roi = out[y1:y2, x1:x2]
-        cells = max(2, min(8, (x2 - x1) // 4))
+        cells = int(np.clip((x2 - x1) // 8, 2, 6))  # small faces: fewer cells, so as unrecognisable
         small = cv2.resize(roi, (cells, max(2, cells * (y2 - y1) // max(x2 - x1, 1))), interpolation=cv2.INTER_AREA)
-        out[y1:y2, x1:x2] = cv2.resize(cv2.GaussianBlur(small, (3, 3), 0), (x2 - x1, y2 - y1),
-                                       interpolation=cv2.INTER_NEAREST)
+        smooth = cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
+        out[y1:y2, x1:x2] = cv2.GaussianBlur(smooth, (0, 0), max(1.5, (x2 - x1) / 10))
     return out

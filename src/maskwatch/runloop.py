@@ -47,7 +47,8 @@ class Sink(Protocol):
     """Where results go. ``write`` is called once per frame (in order), ``close`` once at the end.
 
     A sink that needs the decoded image (annotated media, thumbnails) sets ``needs_image = True``.
-    ``result.events`` holds what happened to face tracks on that frame.
+    ``result.events`` holds what happened to face tracks on that frame. A sink may also have
+    ``finish(summary)``, called with the :class:`RunSummary` just before ``close``.
     """
 
     def write(self, result: FrameResult) -> None: ...
@@ -187,6 +188,13 @@ def run(
         bar.close()
         summary.elapsed_s = time.perf_counter() - t0
         summary.signal = signals.received
+        for sink in sinks:
+            finish = getattr(sink, "finish", None)
+            if finish is not None:
+                try:
+                    finish(summary)
+                except Exception as exc:  # noqa: BLE001 - closing matters more
+                    log.debug("finish(%r) failed: %s", sink, exc)
         close_error = _close_all(sinks)
         if close_error is not None and error is None:
             raise close_error
