@@ -71,6 +71,7 @@ class WebhookSender:
         self.url, self.timeout, self.retries, self.backoff = url, timeout, retries, backoff
         self._q: queue.Queue = queue.Queue(maxsize=max_queue)
         self.sent = self.failed = self.dropped = 0
+        self.failing = False  # the last attempt failed: the receiver looks down
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._work, name="maskwatch-webhook", daemon=True)
         self._thread.start()
@@ -93,13 +94,18 @@ class WebhookSender:
             item = self._q.get()
             if item is _STOP:
                 return
+            if self._closing.is_set():
+                self.dropped += 1
+                continue
             body = json.dumps(item).encode()
             for attempt in range(self.retries + 1):
                 try:
                     self._post(body)
                     self.sent += 1
+                    self.failing = False
                     break
                 except (urllib.error.URLError, OSError, ValueError) as exc:
+                    self.failing = True
                     if attempt == self.retries or self._closing.is_set():
                         self.failed += 1
                         log.warning("alert webhook %s failed: %s", self.url, getattr(exc, "reason", exc))
@@ -109,15 +115,19 @@ class WebhookSender:
                         break
 
     def close(self, grace: float = 5.0) -> None:
-        """Send what is queued for up to ``grace`` seconds (no more retries then); drop the rest."""
+        """Send what is queued for up to ``grace`` seconds, or stop at once when the receiver is
+        failing (a dead receiver must not hold up the end of a run); what is left is dropped."""
+        if self.failing:
+            self._closing.set()
+            grace = 0.2
         try:
             self._q.put(_STOP, timeout=grace)
         except queue.Full:
             pass
         self._thread.join(grace)
-        if self._thread.is_alive():
+        if self._thread.is_alive():  # a request in flight to a silent receiver: leave it (daemon thread)
             self._closing.set()
-            self._thread.join(self.timeout + 1)
+            self._thread.join(0.2)
         left = self._q.qsize()
         if left:
             self.dropped += left
