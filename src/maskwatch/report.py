@@ -98,6 +98,11 @@ class ComplianceReport:
     def close(self) -> None:
         """Nothing to release (sink protocol); call :meth:`save` to write files."""
 
+    @property
+    def sources(self) -> list[str]:
+        """Video sources seen, in order."""
+        return list(self._order)
+
     # ------------------------------------------------------------------ numbers
     def _people_block(self, tracks: list[dict[str, Any]]) -> dict[str, Any]:
         people = [t for t in tracks if t["frames"] >= self.min_track_frames]

@@ -54,6 +54,7 @@ from maskwatch.io.images import ImageInfo, decode_image_with_size, encode_image,
 from maskwatch.results import FrameResult
 from maskwatch.server import is_loopback
 from maskwatch.server.guard import RequestGuard
+from maskwatch.server.jobs import router as jobs_router
 from maskwatch.server.uploads import ClientGone, Upload, UploadError, read_uploads, require_image
 
 log = logging.getLogger(__name__)
@@ -786,6 +787,8 @@ def create_app(settings: ServerSettings | None = None, engine: MaskDetector | No
         try:
             yield
         finally:
+            if getattr(app.state, "jobs", None) is not None:  # video jobs (server/jobs.py)
+                app.state.jobs.close()
             pool.close()
 
     app = FastAPI(
@@ -810,6 +813,7 @@ def create_app(settings: ServerSettings | None = None, engine: MaskDetector | No
     )
     _install_error_handlers(app)
     app.include_router(api)
+    app.include_router(jobs_router)
     app.include_router(pages)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
