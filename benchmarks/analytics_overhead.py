@@ -10,7 +10,7 @@ turn (so a busy machine slows every variant alike):
 
 Prints frames/s per variant (median of the repeats), events written and events/s.
 
-    MASKWATCH_MODELS=../shared/weights/face python benchmarks/analytics_overhead.py [CLIP] [--repeats 3]
+    MASKWATCH_MODELS=../shared/weights/face python benchmarks/analytics_overhead.py [CLIP] [--repeats 3] [--frames N]
 """
 
 from __future__ import annotations
@@ -35,11 +35,46 @@ from maskwatch.report import ComplianceReport  # noqa: E402
 DEFAULT_CLIP = ROOT.parent / "shared" / "data" / "video" / "airport-crowd.mp4"
 
 
+class Limit:
+    """Sink that ends a run after ``n`` frames."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.seen = n, 0
+
+    def write(self, result) -> None:
+        self.seen += 1
+        if self.seen >= self.n:
+            from maskwatch.runloop import StopRun
+
+            raise StopRun
+
+    def close(self) -> None:
+        pass
+
+
+def log_capacity(folder: Path, n: int = 50_000) -> float:
+    """Events per second the event log takes in when nothing else runs (synthetic events)."""
+    from maskwatch.results import FrameResult, SourceInfo
+    from maskwatch.track import TrackEvent
+
+    log = EventLog(folder / "capacity.db")
+    info = SourceInfo("camera", "camera:0", 640, 360)
+    t0 = time.perf_counter()
+    for k in range(n // 10):
+        r = FrameResult("camera:0", 640, 360, frame=k, source_info=info)
+        r.events = [TrackEvent("label_changed", "camera:0", k * 10 + j, k, k / 25, "without_mask", "with_mask",
+                               (1, 2, 30, 40), {"with_mask": 0.2, "without_mask": 0.8}) for j in range(10)]
+        log.write(r)
+    log.close()
+    return log.events_written / (time.perf_counter() - t0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("clip", nargs="?", default=str(DEFAULT_CLIP))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--alert-after", type=float, default=1.0)
+    ap.add_argument("--frames", type=int, default=None, help="stop each run after N frames (default: whole clip)")
     args = ap.parse_args()
 
     listener = socket.socket()  # the dead receiver: accepts, never answers
@@ -60,7 +95,7 @@ def main() -> None:
                 base = [VideoStats(), ComplianceReport()]
                 alerts = Alerts(dead_url, timeout=3.0) if variant == "dead webhook" else Alerts()
                 log = EventLog(Path(tmp) / f"events{k}.db") if variant == "--db" else None
-                sinks = [*base, alerts, *([log] if log else [])]
+                sinks = [*base, alerts, *([log] if log else []), *([Limit(args.frames)] if args.frames else [])]
                 t0 = time.perf_counter()
                 summary = maskwatch.run([args.clip], sinks, engine, tracker_options=opts, progress=False)
                 elapsed = time.perf_counter() - t0  # with closing: the event log's last commit, the webhook's end
@@ -73,6 +108,7 @@ def main() -> None:
                     alerts_info.append((len(alerts.alerts), s.sent, s.failed, s.dropped))
                 print(f"run {k + 1} {variant:>13}: {summary.frames} frames, {summary.fps:6.1f} frames/s, "
                       f"{elapsed:.1f} s with closing", flush=True)
+        capacity = log_capacity(Path(tmp))
     listener.close()
     print()
     print(f"clip: {args.clip}, {args.repeats} runs each, median frames/s of the frame loop; median wall time "
@@ -83,6 +119,7 @@ def main() -> None:
     n, t = events[0]
     print(f"  event log: {n} events per run, {statistics.median(e / s for e, s in events):.0f} events/s written "
           "alongside detection")
+    print(f"  event log capacity: {capacity:,.0f} events/s (synthetic label_changed events, nothing else running)")
     a = alerts_info[0]
     print(f"  dead webhook: {a[0]} alerts per run; sent {a[1]}, failed {a[2]}, dropped {a[3]}")
 

@@ -74,6 +74,7 @@ def test_a_video_job_runs_to_results_and_files(client):
             assert sum(1 for _ in container.decode(video=0)) == 234
         frames = c.get(files["frames.jsonl"]).text.splitlines()
         assert len(frames) == 234 and json.loads(frames[0])["frame"] == 0
+        assert json.loads(frames[0])["source"] == "putting-mask-on.mp4"  # not the server's temporary path
         assert "attachment" in c.get(files["faces.csv"]).headers["content-disposition"]
         assert c.get(files["timeline.png"]).content[:8] == b"\x89PNG\r\n\x1a\n"
         assert c.get(f"/v1/jobs/{job['id']}/files/..%2F..%2Fetc%2Fpasswd").status_code == 404

@@ -128,13 +128,17 @@ class Job:
 
 
 class _Progress:
-    """Sink: counts frames for the job's progress and stops the run when the job is cancelled."""
+    """First sink: counts frames for the job's progress, stops the run when the job is cancelled, and
+    names results and events after the uploaded file rather than the server's temporary path."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
 
     def write(self, result) -> None:
         self.job.frames += 1
+        result.source = self.job.name
+        for ev in result.events:
+            ev.source = self.job.name
         if self.job.cancel.is_set():
             from maskwatch.runloop import StopRun
 

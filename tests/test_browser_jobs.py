@@ -1,0 +1,81 @@
+"""The Video file tab in a real browser (Debian's Chromium, headless, as in test_browser.py).
+
+A clip is uploaded as a job; the page must show its progress, then play the annotated video and
+show the timeline chart, the people table and the summary. A video dropped on the photo box must
+go to the Video file tab instead of an error. Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import SHARED, write_clip
+from test_browser import ARTIFACTS, BASE_ARGS, CHROMIUM, LiveServer, sync_api
+
+CLIP = SHARED / "data" / "video" / "putting-mask-on.mp4"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} is missing: apt-get install chromium"),
+    pytest.mark.skipif(not CLIP.is_file(), reason=f"needs the shared data folder at {SHARED}"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
+
+
+@pytest.fixture(scope="module")
+def server(engine):
+    from maskwatch.server.app import ServerSettings, create_app
+
+    with LiveServer(create_app(ServerSettings(), engine=engine)) as s:
+        yield s
+
+
+@pytest.fixture()
+def page(server):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=BASE_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 1100})
+        pg = context.new_page()
+        pg.goto(server.url)
+        yield pg
+        browser.close()
+
+
+def test_video_job_plays_the_result_with_chart_and_people(page):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.click("#tab-video")
+    assert page.is_visible("#video-panel") and not page.is_visible("#photo-panel")
+    page.select_option("#video-blur", "without_mask")
+    page.set_input_files("#video-input", str(CLIP))
+    page.wait_for_selector("#video-progress", state="visible", timeout=10000)
+    page.wait_for_selector("#video-result", state="visible", timeout=240000)
+    status = page.text_content("#video-status")
+    assert "234 frames" in status
+    summary = page.text_content("#video-summary")
+    assert summary.startswith("1 people") and "compliance" in summary
+    rows = page.query_selector_all("#video-tracks tbody tr")
+    assert len(rows) == 1 and "without_mask → with_mask" in rows[0].text_content()
+    page.wait_for_function("document.getElementById('video-player').readyState >= 2", timeout=20000)
+    state = page.evaluate("""async () => { const v = document.getElementById('video-player');
+        await v.play(); await new Promise(r => setTimeout(r, 700)); v.pause();
+        return {duration: v.duration, time: v.currentTime, w: v.videoWidth, error: v.error}; }""")
+    assert state["error"] is None and state["w"] == 388 and state["time"] > 0
+    assert state["duration"] == pytest.approx(234 / 25, abs=0.3)
+    page.wait_for_function("document.getElementById('video-timeline').naturalWidth > 0", timeout=10000)
+    assert page.evaluate("document.getElementById('video-timeline').naturalWidth") == 1000
+    links = [a.text_content() for a in page.query_selector_all("#video-downloads a")]
+    assert {"video.mp4", "frames.jsonl", "faces.csv", "summary.json"} <= set(links)
+    page.screenshot(path=str(ARTIFACTS / "video-job.png"), full_page=True)
+
+
+def test_a_video_given_to_the_photo_box_goes_to_the_video_tab(page, tmp_path):
+    clip = write_clip(tmp_path / "hallway.mp4", [np.full((120, 160, 3), 90, np.uint8)] * 10)
+    page.set_input_files("#file-input", str(clip))
+    page.wait_for_selector("#video-panel", state="visible", timeout=10000)
+    page.wait_for_selector("#video-result", state="visible", timeout=60000)
+    assert "10 frames" in page.text_content("#video-status")
+    assert page.text_content("#video-summary") == "Nobody was tracked long enough to count."
+    photo_status = page.text_content("#photo-status") or ""
+    assert "ftyp" not in photo_status and "\\x00" not in photo_status
+    page.screenshot(path=str(ARTIFACTS / "video-from-photo-box.png"), full_page=True)
