@@ -339,3 +339,37 @@ def test_detect_blur_changes_the_saved_faces_it_names(shared, model_path, tmp_pa
         elif all(f["box"][2] < b[0] or b[2] < f["box"][0] or f["box"][3] < b[1] or b[3] < f["box"][1]
                  for b in unmasked):  # a masked face apart from every unmasked one is untouched
             assert diff < 2
+
+
+def test_report_counts_people_by_the_label_they_held_longest():
+    from maskwatch.report import ComplianceReport
+    from maskwatch.results import Face, FrameResult
+    from maskwatch.track import TrackEvent
+
+    def face(tid, label):
+        p = {"with_mask": 0.9, "without_mask": 0.1} if label == "with_mask" else {"with_mask": 0.1, "without_mask": 0.9}
+        return Face((0, 0, 10, 10), 0.9, label, 0.9, p, tid)
+
+    def ended(tid, frames, seconds, seen):
+        track = {"track_id": tid, "frames": frames, "label": seen[-1], "labels_seen": seen, "label_seconds": seconds,
+                 "unmasked_s": seconds.get("without_mask", 0.0), "changes": [{}] * (len(seen) - 1)}
+        return TrackEvent("track_ended", "cam", tid, frames, 0.0, seen[-1], track=track)
+
+    rep = ComplianceReport(min_track_frames=3)
+    for k in range(30):  # 3 s at 10 fps; track 1 masked, track 2 unmasked then masked at 2 s, track 3 a blip
+        faces = [face(1, "with_mask"), face(2, "without_mask" if k < 20 else "with_mask")]
+        if k == 5:
+            faces.append(face(3, "without_mask"))
+        r = FrameResult("cam", 100, 100, faces, frame=k, time_s=k / 10)
+        if k == 29:
+            r.events = [ended(1, 30, {"with_mask": 2.9}, ["with_mask"]),
+                        ended(2, 30, {"without_mask": 2.0, "with_mask": 0.9}, ["without_mask", "with_mask"]),
+                        ended(3, 1, {}, ["without_mask"])]
+        rep.write(r)
+    s = rep.summary()["sources"]["cam"]
+    assert s["people"] == 2 and s["people_mostly"] == {"with_mask": 1, "without_mask": 1}
+    assert s["people_seen"] == {"with_mask": 2, "without_mask": 1} and s["changed_label"] == 1
+    assert s["compliance_rate"] == 0.5 and s["unmasked_s"] == 2.0
+    timeline = rep.timeline("cam")
+    assert [(r["tracks"], r["with_mask"], r["without_mask"]) for r in timeline] == [(3, 1, 2), (2, 1, 1), (2, 2, 0)]
+    assert "2 people (1 mostly with_mask, 1 mostly without_mask); compliance 50%" in rep.text()

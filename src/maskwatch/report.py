@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ class ComplianceReport:
         self._alerts: dict[str, int] = defaultdict(int)
         self._frames: dict[str, int] = defaultdict(int)
         self._last_t: dict[str, float] = {}
+        self._t0: dict[str, float] = {}
 
     def write(self, result) -> None:
         if result.frame is None:  # still images have no time
@@ -78,8 +80,8 @@ class ComplianceReport:
             self._order.append(src)
         self._frames[src] += 1
         t = result.time_s
-        if t is None:  # cameras / streams: the events' source time (seconds since the start)
-            t = result.events[0].time_s if result.events else self._last_t.get(src, 0.0)
+        if t is None:  # cameras / streams: seconds since their first frame, as the tracker counts
+            t = time.monotonic() - self._t0.setdefault(src, time.monotonic())
         self._last_t[src] = t
         sec = int(t)
         slot = self._seconds[src][sec]
