@@ -204,13 +204,13 @@ def detect(sources, model, detector, detector_model, face_threshold, detect_size
             sink.close()
         alerts.close()
         raise
-    if window:
-        sinks.append(window)
     stats = VideoStats(min_track_frames)
     compliance = ComplianceReport(min_track_frames)
     sinks += [stats, compliance, alerts]
     if not quiet_stdout:
         sinks.append(_ImageLines(engine.classes))
+    if window:
+        sinks.append(window)  # last: its q / Esc ends the run after every other sink had the frame
 
     def on_error(exc: MaskwatchError) -> None:
         click.echo(f"maskwatch: skipped {exc}", err=True)

@@ -164,49 +164,46 @@ def run(
     t0 = time.perf_counter()
     error: BaseException | None = None
     signals = _Signals(stop)
+    if handle_signals:
+        signals.__enter__()  # kept until every sink is closed: a signal while closing only asks to stop
     try:
-        with signals if handle_signals else _nullcontext():
-            stream = label_stream(engine, resolved, vid_stride=vid_stride, keep_image=keep_image,
-                                  on_error=skipped if skip_bad_inputs else None, track=track,
-                                  tracker_options=tracker_options, stop=stop)
-            try:
-                for result in stream:
-                    summary.frames += 1
-                    bar.update()
-                    try:
-                        for sink in sinks:
-                            sink.write(result)
-                    except StopRun:
-                        summary.stopped_by_sink = True
-                        stop.set()
-            finally:
-                stream.close()
+        stream = label_stream(engine, resolved, vid_stride=vid_stride, keep_image=keep_image,
+                              on_error=skipped if skip_bad_inputs else None, track=track,
+                              tracker_options=tracker_options, stop=stop)
+        try:
+            for result in stream:
+                summary.frames += 1
+                bar.update()
+                try:
+                    for sink in sinks:
+                        sink.write(result)
+                except StopRun:
+                    summary.stopped_by_sink = True
+                    stop.set()
+        finally:
+            stream.close()
     except BaseException as exc:
         error = exc
         raise
     finally:
-        bar.close()
-        summary.elapsed_s = time.perf_counter() - t0
-        summary.signal = signals.received
-        for sink in sinks:
-            finish = getattr(sink, "finish", None)
-            if finish is not None:
-                try:
-                    finish(summary)
-                except Exception as exc:  # noqa: BLE001 - closing matters more
-                    log.debug("finish(%r) failed: %s", sink, exc)
-        close_error = _close_all(sinks)
+        try:
+            bar.close()
+            summary.elapsed_s = time.perf_counter() - t0
+            summary.signal = signals.received
+            for sink in sinks:
+                finish = getattr(sink, "finish", None)
+                if finish is not None:
+                    try:
+                        finish(summary)
+                    except Exception as exc:  # noqa: BLE001 - closing matters more
+                        log.debug("finish(%r) failed: %s", sink, exc)
+            close_error = _close_all(sinks)
+        finally:
+            if handle_signals:
+                signals.__exit__(None, None, None)
         if close_error is not None and error is None:
             raise close_error
     return summary
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
 
 
 def _close_all(sinks: Sequence[Sink]) -> BaseException | None:

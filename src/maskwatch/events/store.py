@@ -97,8 +97,14 @@ def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
     path = Path(path)
     if not create and not path.is_file():
         raise InputError(f"{path}: no such event log; pass the file a detect run wrote with --db.")
-    if create and path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; --db wants a file (e.g. {path / 'events.db'}).")
+    try:
+        if create and path.parent and not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create the event log's folder ({exc.strerror}); choose a writable "
+                         "place.") from exc
     try:
         con = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
         con.execute("PRAGMA foreign_keys = ON")
@@ -113,6 +119,8 @@ def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
         if create and version <= SCHEMA_VERSION:
             con.execute("PRAGMA journal_mode = WAL")
             con.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.OperationalError as exc:
+        raise InputError(f"{path}: cannot open the event log ({exc}); check that the place is writable.") from exc
     except sqlite3.DatabaseError as exc:
         raise InputError(f"{path}: not an SQLite event log ({exc}); pass a file written by --db, or a new "
                          "path.") from exc
