@@ -79,3 +79,47 @@ def test_a_video_given_to_the_photo_box_goes_to_the_video_tab(page, tmp_path):
     photo_status = page.text_content("#photo-status") or ""
     assert "ftyp" not in photo_status and "\\x00" not in photo_status
     page.screenshot(path=str(ARTIFACTS / "video-from-photo-box.png"), full_page=True)
+
+
+def test_live_session_totals_timeline_snapshot_and_a_clear_stop(server, tmp_path):
+    """Chromium's fake camera plays a masked person: the session counts one person with a mask, draws
+    the timeline, offers a snapshot, and after Stop says it stopped (no stale live counts)."""
+    from test_browser import VIDEO, write_y4m
+
+    cam = tmp_path / "masked.y4m"
+    write_y4m(VIDEO, cam)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
+            *BASE_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={cam}"])
+        page = browser.new_context(viewport={"width": 1280, "height": 1200}).new_page()
+        page.goto(server.url)
+        page.click("#tab-live")
+        page.click("#live-start")
+        page.wait_for_function("Number(document.getElementById('live-people').textContent) >= 1", timeout=60000)
+        page.wait_for_function("Number(document.getElementById('live-frames').textContent) >= 15", timeout=60000)
+        assert int(page.text_content("#live-people-with")) >= 1
+        assert page.text_content("#live-compliance").endswith("%)")
+        drawn = page.evaluate("""() => { const c = document.getElementById('live-timeline');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let g = 0;
+            for (let i = 0; i < d.length; i += 4) if (d[i + 1] > 150 && d[i] < 90 && d[i + 3] > 0) g++;
+            return g; }""")
+        assert drawn > 50  # green bars: people with a mask per 5 s
+        with page.expect_download() as dl:
+            page.click("#live-snapshot")
+        snapshot = tmp_path / "snapshot.png"
+        dl.value.save_as(snapshot)
+        import cv2
+
+        img = cv2.imread(str(snapshot))
+        assert img is not None and img.shape[1] >= 320
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "live-session.png"), full_page=True)
+        people = page.text_content("#live-people")
+        page.click("#live-stop")
+        state = page.text_content("#live-session-state")
+        assert state.startswith("Stopped at") and "final totals" in state
+        assert page.text_content("#live-total") == "–" and page.text_content("#live-people") == people
+        assert "stopped" in page.get_attribute("#live-stage", "class")
+        page.screenshot(path=str(ARTIFACTS / "live-stopped.png"), full_page=True)
+        browser.close()

@@ -144,3 +144,41 @@ def test_finished_jobs_are_removed_after_their_time(client):
         resp = c.get(f"/v1/jobs/{job['id']}")
         assert resp.status_code == 404 and "removed" in resp.json()["detail"]
         assert not folder.exists()
+
+
+# ------------------------------------------------------------------------------------ live sessions
+
+
+@needs_shared
+def test_live_session_tracks_people_across_frames_and_keeps_totals(client):
+    import cv2
+
+    cap = cv2.VideoCapture(str(SHARED / "data" / "video" / "single-unmasked.mp4"))
+    frames = []
+    while len(frames) < 12:
+        ok, f = cap.read()
+        frames.append(cv2.imencode(".jpg", cv2.resize(f, (640, 360)))[1].tobytes())
+    cap.release()
+    with client() as c:
+        answers = [c.post("/v1/live?session=test-session-1", content=b, headers={"Content-Type": "image/jpeg"})
+                   for b in frames]
+        assert [a.status_code for a in answers] == [200] * 12
+        bodies = [a.json() for a in answers]
+        assert [b["frame"] for b in bodies] == list(range(12))
+        ids = {f["track_id"] for b in bodies for f in b["faces"]}
+        assert len(ids) == 1 and None not in ids  # one person, one track across the session's frames
+        s = bodies[-1]["session"]
+        assert s["frames"] == 12 and s["people"] == 1 and s["people_seen"]["without_mask"] == 1
+        assert s["compliance_rate"] == 0.0 and s["timeline"][0]["without_mask"] == 1
+        other = c.post("/v1/live?session=another-one", content=frames[0], headers={"Content-Type": "image/jpeg"})
+        assert other.json()["session"]["frames"] == 1  # sessions are separate
+        assert c.delete("/v1/live?session=test-session-1").status_code == 204
+        again = c.post("/v1/live?session=test-session-1", content=frames[0], headers={"Content-Type": "image/jpeg"})
+        assert again.json()["session"]["frames"] == 1  # a new session after DELETE
+        assert c.post("/v1/live?session=x", content=frames[0]).status_code == 422  # id too short
+        from maskwatch.server.live import LiveSessions
+
+        c.app.state.live_sessions = LiveSessions(max_sessions=1)
+        assert c.post("/v1/live?session=first-session", content=frames[0]).status_code == 200
+        full = c.post("/v1/live?session=second-session", content=frames[0])
+        assert full.status_code == 503 and full.headers["retry-after"] == "60"

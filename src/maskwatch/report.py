@@ -106,7 +106,8 @@ class ComplianceReport:
         return list(self._order)
 
     # ------------------------------------------------------------------ numbers
-    def _people_block(self, tracks: list[dict[str, Any]]) -> dict[str, Any]:
+    def people_block(self, tracks: list[dict[str, Any]]) -> dict[str, Any]:
+        """People (tracks seen on enough frames) by main label and by every label seen, compliance."""
         people = [t for t in tracks if t["frames"] >= self.min_track_frames]
         mostly: dict[str, int] = {c: 0 for c in self.classes}
         seen: dict[str, int] = {c: 0 for c in self.classes}
@@ -167,14 +168,14 @@ class ComplianceReport:
             per[src] = {
                 "frames": self._frames[src],
                 "duration_s": round(self._last_t.get(src, 0.0), 2),
-                **self._people_block(self._tracks[src]),
+                **self.people_block(self._tracks[src]),
                 "alerts": self._alerts[src],
                 "bucket_s": self._bucket(src) if secs else None,
             }
         total = {
             "sources": len(self._order),
             "frames": sum(self._frames.values()),
-            **self._people_block([t for src in self._order for t in self._tracks[src]]),
+            **self.people_block([t for src in self._order for t in self._tracks[src]]),
             "alerts": sum(self._alerts.values()),
         }
         return {"min_track_frames": self.min_track_frames, "classes": list(self.classes),

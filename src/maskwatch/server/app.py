@@ -55,6 +55,7 @@ from maskwatch.results import FrameResult
 from maskwatch.server import is_loopback
 from maskwatch.server.guard import RequestGuard
 from maskwatch.server.jobs import router as jobs_router
+from maskwatch.server.live import router as live_router
 from maskwatch.server.uploads import ClientGone, Upload, UploadError, read_uploads, require_image
 
 log = logging.getLogger(__name__)
@@ -814,6 +815,7 @@ def create_app(settings: ServerSettings | None = None, engine: MaskDetector | No
     _install_error_handlers(app)
     app.include_router(api)
     app.include_router(jobs_router)
+    app.include_router(live_router)
     app.include_router(pages)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -10,6 +10,7 @@
 
   const $ = (id) => document.getElementById(id);
   let maxUploadBytes = 20 * 1024 * 1024;
+  let liveSession = null;   // one id per Start: the server tracks faces and keeps totals per session
 
   // ---------------------------------------------------------------- server info
   fetch("/health").then((r) => r.json()).then((h) => {
@@ -272,6 +273,8 @@
     running = true;
     times = [];
     frames = 0;
+    liveSession = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
+    document.dispatchEvent(new CustomEvent("maskwatch:live-started", { detail: { session: liveSession } }));
     $("live-stop").disabled = false;
     liveLoop();
   }
@@ -287,6 +290,10 @@
     ctx.clearRect(0, 0, overlay.width, overlay.height);
     overlay.dataset.boxes = "0";
     overlay.dataset.labels = "";
+    if (liveSession) {
+      document.dispatchEvent(new CustomEvent("maskwatch:live-stopped", { detail: { session: liveSession } }));
+      liveSession = null;
+    }
   }
 
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -308,7 +315,7 @@
       if (!blob || !running) { await sleep(30); continue; }
       let resp;
       try {
-        resp = await fetch("/v1/detect?live=true", {
+        resp = await fetch(`/v1/live?session=${liveSession}`, {
           method: "POST", body: blob, headers: { "Content-Type": "image/jpeg" },
         });
       } catch (e) {
@@ -325,6 +332,7 @@
       if (!running) break;
       if (!liveMessage.hidden) showLiveMessage("");
       showLiveResult(result, resp.headers.get("Server-Timing"));
+      document.dispatchEvent(new CustomEvent("maskwatch:live-result", { detail: result }));
     }
   }
 
