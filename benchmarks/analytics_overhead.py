@@ -8,7 +8,9 @@ turn (so a busy machine slows every variant alike):
 * ``dead webhook``: plus alerts POSTed to a receiver on 127.0.0.1 that accepts connections and
   never answers (each attempt runs into its timeout).
 
-Prints frames/s per variant (median of the repeats), events written and events/s.
+Prints frames/s per variant (median of the repeats), the CPU time this process spent per frame (all
+its threads: the event log's writer and the webhook sender included; this is what other load on
+the machine disturbs least), events written and events/s, and the event log's capacity.
 
     MASKWATCH_MODELS=../shared/weights/face python benchmarks/analytics_overhead.py [CLIP] [--repeats 3] [--frames N]
 """
@@ -87,6 +89,7 @@ def main() -> None:
     opts = {"alert_after_s": args.alert_after}
     results: dict[str, list[float]] = {"plain": [], "--db": [], "dead webhook": []}
     walls: dict[str, list[float]] = {v: [] for v in results}
+    cpu: dict[str, list[float]] = {v: [] for v in results}
     events: list[tuple[int, float]] = []
     alerts_info = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,9 +99,10 @@ def main() -> None:
                 alerts = Alerts(dead_url, timeout=3.0) if variant == "dead webhook" else Alerts()
                 log = EventLog(Path(tmp) / f"events{k}.db") if variant == "--db" else None
                 sinks = [*base, alerts, *([log] if log else []), *([Limit(args.frames)] if args.frames else [])]
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 summary = maskwatch.run([args.clip], sinks, engine, tracker_options=opts, progress=False)
                 elapsed = time.perf_counter() - t0  # with closing: the event log's last commit, the webhook's end
+                cpu[variant].append((time.process_time() - c0) * 1e3 / summary.frames)  # every thread of ours
                 results[variant].append(summary.frames / summary.elapsed_s)
                 walls[variant].append(elapsed)
                 if log:
@@ -107,15 +111,15 @@ def main() -> None:
                     s = alerts.sender
                     alerts_info.append((len(alerts.alerts), s.sent, s.failed, s.dropped))
                 print(f"run {k + 1} {variant:>13}: {summary.frames} frames, {summary.fps:6.1f} frames/s, "
-                      f"{elapsed:.1f} s with closing", flush=True)
+                      f"{elapsed:.1f} s with closing, {cpu[variant][-1]:.1f} CPU ms/frame", flush=True)
         capacity = log_capacity(Path(tmp))
     listener.close()
     print()
     print(f"clip: {args.clip}, {args.repeats} runs each, median frames/s of the frame loop; median wall time "
           "including closing every sink")
     for variant, fps in results.items():
-        print(f"  {variant:>13}: {statistics.median(fps):6.1f} frames/s, {statistics.median(walls[variant]):5.1f} s "
-              f"(runs: {', '.join(f'{x:.1f}' for x in fps)})")
+        print(f"  {variant:>13}: {statistics.median(fps):6.1f} frames/s, {statistics.median(walls[variant]):5.1f} s, "
+              f"{statistics.median(cpu[variant]):5.1f} CPU ms/frame (runs: {', '.join(f'{x:.1f}' for x in fps)})")
     n, t = events[0]
     print(f"  event log: {n} events per run, {statistics.median(e / s for e, s in events):.0f} events/s written "
           "alongside detection")
