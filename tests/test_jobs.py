@@ -182,3 +182,37 @@ def test_live_session_tracks_people_across_frames_and_keeps_totals(client):
         assert c.post("/v1/live?session=first-session", content=frames[0]).status_code == 200
         full = c.post("/v1/live?session=second-session", content=frames[0])
         assert full.status_code == 503 and full.headers["retry-after"] == "60"
+
+
+@needs_shared
+def test_serve_db_records_live_sessions_and_video_jobs(client, tmp_path):
+    import sqlite3
+
+    import cv2
+
+    db = tmp_path / "site.db"
+    cap = cv2.VideoCapture(str(SHARED / "data" / "video" / "single-unmasked.mp4"))
+    frames = [cv2.imencode(".jpg", cv2.resize(cap.read()[1], (640, 360)))[1].tobytes() for _ in range(6)]
+    cap.release()
+    with client(MASKWATCH_DB=db) as c:
+        for b in frames:
+            assert c.post("/v1/live?session=door-camera-1", content=b).status_code == 200
+        assert c.delete("/v1/live?session=door-camera-1").status_code == 204
+        job = c.post("/v1/jobs?name=putting-mask-on.mp4", content=CLIP.read_bytes()).json()
+        assert wait_done(c, job["id"])[0]["status"] == "done"
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT s.path, e.kind FROM events e JOIN sources s ON s.id = e.source_id").fetchall()
+    live = [k for p, k in rows if p == "live:door-cam"]
+    assert live.count("track_started") == 1 and live.count("track_ended") == 1  # the session's person, closed
+    job_kinds = [k for p, k in rows if p == "putting-mask-on.mp4"]
+    assert job_kinds == ["track_started", "label_changed", "track_ended"]
+    assert {s for (s,) in con.execute("SELECT status FROM runs")} == {"finished"}  # both logs closed cleanly
+    con.close()
+
+
+def test_serve_db_with_a_bad_path_is_one_line(tmp_path):
+    from conftest import assert_one_line_error, run_cli
+
+    bad = tmp_path / "notes.db"
+    bad.write_text("not a database " * 40)
+    assert_one_line_error(run_cli("serve", "--db", str(bad), "--port", "1"), "not an SQLite event log")

@@ -454,8 +454,15 @@ def models_fetch(dest) -> None:
 @click.option("--detector", type=DETECTOR_CHOICES, default="auto", show_default=True)
 @click.option("--detector-model", type=click.Path(path_type=Path), default=None)
 @click.option("--max-upload-mb", type=click.FloatRange(0.01), default=MAX_UPLOAD_MB, show_default=True)
-def serve(host, port, model, detector, detector_model, max_upload_mb) -> None:
+@click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
+              help="Record live camera sessions and video jobs in this SQLite event log (MASKWATCH_DB).")
+def serve(host, port, model, detector, detector_model, max_upload_mb, db_path) -> None:
     """Start the web app and HTTP API (page at /, API docs at /docs)."""
+    if db_path is not None:
+        from maskwatch.events import connect
+
+        connect(db_path).close()  # a bad path fails here, in one line, before the server starts
+        os.environ["MASKWATCH_DB"] = str(db_path)
     try:
         from maskwatch.server import serve as run_server
     except ImportError as exc:

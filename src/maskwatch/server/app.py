@@ -788,8 +788,9 @@ def create_app(settings: ServerSettings | None = None, engine: MaskDetector | No
         try:
             yield
         finally:
-            if getattr(app.state, "jobs", None) is not None:  # video jobs (server/jobs.py)
-                app.state.jobs.close()
+            for part in ("jobs", "live_sessions"):  # video jobs, live sessions (server/jobs.py, live.py)
+                if getattr(app.state, part, None) is not None:
+                    getattr(app.state, part).close()
             pool.close()
 
     app = FastAPI(

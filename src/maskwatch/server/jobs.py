@@ -318,6 +318,11 @@ class JobManager:
         alerts = Alerts()
         sinks = [_Progress(job), JsonlWriter(job.folder / "frames.jsonl"), CsvWriter(job.folder / "faces.csv"),
                  saver, report, alerts]
+        db = os.environ.get("MASKWATCH_DB")
+        if db:  # maskwatch serve --db: jobs are recorded like detect runs
+            from maskwatch.events import EventLog
+
+            sinks.append(EventLog(db, command=f"maskwatch serve: video job {job.id} ({job.name})"))
         maskwatch.run([str(job.upload)], sinks, self.engine, handle_signals=False, progress=False)
         if saver.saved:
             saver.saved[0].rename(job.folder / "video.mp4")

@@ -6,11 +6,13 @@ compliance rate with its 95% interval, a timeline of people per time bucket and 
 unmasked alerts. Faces are tracked across the session's frames as in a video file, so labels are
 steadied and each person is counted once. ``DELETE /v1/live?session=ID`` ends a session. Sessions
 idle for ``idle_s`` are ended; at most ``max_sessions`` live at once (503 beyond). Frames stay in
-memory; nothing is written to disk.
+memory; with an event log (``maskwatch serve --db PATH``, ``MASKWATCH_DB``) each session's track
+events are recorded there as a source ``live:<id>`` (times, boxes, labels; never an image).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -28,8 +30,10 @@ SESSION_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 class LiveSession:
     """One browser's camera: its face tracker, timeline and recent alerts."""
 
-    def __init__(self, session_id: str, engine) -> None:
+    def __init__(self, session_id: str, engine, event_log=None) -> None:
         self.id = session_id
+        self.event_log = event_log
+        self._size = (0, 0)
         self.name = f"live:{session_id[:8]}"
         self.tracker = engine.new_tracker(self.name)
         self.report = ComplianceReport(MIN_TRACK_FRAMES, bucket_s=5)
@@ -48,11 +52,28 @@ class LiveSession:
                                         tracker=self.tracker, timings_ms=timings_ms)
             self.frames += 1
             self.last_used = time.monotonic()
+            self._size = (result.width, result.height)
+            if self.event_log is not None:
+                from maskwatch.results import SourceInfo
+
+                result.source_info = SourceInfo("camera", self.name, result.width, result.height)
+                self.event_log.write(result)
             self.report.write(result)
             for ev in result.events:
                 if ev.kind == "unmasked_alert":
                     self.alerts.appendleft(alert_payload(ev, result))
             return result, self.totals()
+
+    def end(self) -> None:
+        """Close the session's open tracks (recorded in the event log, if any)."""
+        with self.lock:
+            events = self.tracker.close()
+            if self.event_log is not None and events:
+                from maskwatch.results import FrameResult, SourceInfo
+
+                w, h = self._size
+                self.event_log.write(FrameResult(self.name, w, h, frame=self.frames, events=events,
+                                                 source_info=SourceInfo("camera", self.name, w, h)))
 
     def totals(self) -> dict[str, Any]:
         classes = self.tracker.classes
@@ -66,27 +87,46 @@ class LiveSession:
 
 
 class LiveSessions:
-    def __init__(self, max_sessions: int = 32, idle_s: float = 120.0) -> None:
+    """The live sessions of one app, and the event log they write to (``db``: an SQLite path)."""
+
+    def __init__(self, max_sessions: int = 32, idle_s: float = 120.0, db: str | None = None) -> None:
         self.max_sessions, self.idle_s = max_sessions, idle_s
         self.sessions: dict[str, LiveSession] = {}
         self._lock = threading.Lock()
+        self.event_log = None
+        if db:
+            from maskwatch.events import EventLog
+
+            self.event_log = EventLog(db, command="maskwatch serve (live camera sessions)")
 
     def get(self, session_id: str, engine) -> LiveSession | None:
         now = time.monotonic()
         with self._lock:
-            for sid in [s for s, v in self.sessions.items() if now - v.last_used > self.idle_s]:
-                del self.sessions[sid]
+            idle = [self.sessions.pop(s) for s, v in list(self.sessions.items()) if now - v.last_used > self.idle_s]
             sess = self.sessions.get(session_id)
-            if sess is None:
-                if len(self.sessions) >= self.max_sessions:
-                    return None
-                sess = self.sessions[session_id] = LiveSession(session_id, engine)
-            sess.last_used = now
-            return sess
+            if sess is None and len(self.sessions) < self.max_sessions:
+                sess = self.sessions[session_id] = LiveSession(session_id, engine, self.event_log)
+            if sess is not None:
+                sess.last_used = now
+        for old in idle:
+            old.end()
+        return sess
 
     def end(self, session_id: str) -> bool:
         with self._lock:
-            return self.sessions.pop(session_id, None) is not None
+            sess = self.sessions.pop(session_id, None)
+        if sess is not None:
+            sess.end()
+        return sess is not None
+
+    def close(self) -> None:
+        """End every session and close the event log (the server is stopping)."""
+        with self._lock:
+            sessions, self.sessions = list(self.sessions.values()), {}
+        for sess in sessions:
+            sess.end()
+        if self.event_log is not None:
+            self.event_log.close()
 
 
 router = APIRouter(tags=["live"])
@@ -99,7 +139,7 @@ def _sessions(request: Request) -> LiveSessions:
         with _create_lock:
             sessions = getattr(request.app.state, "live_sessions", None)
             if sessions is None:
-                sessions = request.app.state.live_sessions = LiveSessions()
+                sessions = request.app.state.live_sessions = LiveSessions(db=os.environ.get("MASKWATCH_DB") or None)
     return sessions
 
 
