@@ -47,6 +47,7 @@ from starlette.requests import ClientDisconnect
 
 import maskwatch
 from maskwatch.annotate import annotate
+from maskwatch.defaults import MAX_UPLOAD_MB
 from maskwatch.engine import MaskDetector
 from maskwatch.errors import ImageTooLargeError, InputError, MaskwatchError
 from maskwatch.faces.detector import DETECTOR_BACKENDS
@@ -111,7 +112,7 @@ class ServerSettings:
     model: str | None = None
     detector: str = "auto"
     detector_model: str | None = None
-    max_upload_mb: float = 20.0
+    max_upload_mb: float = MAX_UPLOAD_MB
     max_pixels: int = 50_000_000
     workers: int = max(1, min(2, os.cpu_count() or 1))
     max_queue: int = 32
