@@ -31,15 +31,26 @@ def server(engine):
         yield s
 
 
+def watch_errors(pg) -> list[str]:
+    """JavaScript errors and Content-Security-Policy violations on the page, as test_browser counts them."""
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and (
+        "Content Security Policy" in msg.text or "Refused to" in msg.text) else None)
+    return errors
+
+
 @pytest.fixture()
 def page(server):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=BASE_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 1100})
         pg = context.new_page()
+        errors = watch_errors(pg)
         pg.goto(server.url)
         yield pg
         browser.close()
+        assert errors == [], f"JavaScript errors or CSP violations on the page: {errors}"
 
 
 def test_video_job_plays_the_result_with_chart_and_people(page):
@@ -56,14 +67,14 @@ def test_video_job_plays_the_result_with_chart_and_people(page):
     assert summary.startswith("1 people") and "compliance" in summary
     rows = page.query_selector_all("#video-tracks tbody tr")
     assert len(rows) == 1 and "without_mask → with_mask" in rows[0].text_content()
-    page.wait_for_function("document.getElementById('video-player').readyState >= 2", timeout=20000)
+    page.wait_for_function("() => document.getElementById('video-player').readyState >= 2", timeout=20000)
     state = page.evaluate("""async () => { const v = document.getElementById('video-player');
         await v.play(); await new Promise(r => setTimeout(r, 700)); v.pause();
         return {duration: v.duration, time: v.currentTime, w: v.videoWidth, error: v.error}; }""")
     assert state["error"] is None and state["w"] == 388 and state["time"] > 0
     assert state["duration"] == pytest.approx(234 / 25, abs=0.3)
-    page.wait_for_function("document.getElementById('video-timeline').naturalWidth > 0", timeout=10000)
-    assert page.evaluate("document.getElementById('video-timeline').naturalWidth") == 1000
+    page.wait_for_function("() => document.getElementById('video-timeline').naturalWidth > 0", timeout=10000)
+    assert page.evaluate("() => document.getElementById('video-timeline').naturalWidth") == 1000
     links = [a.text_content() for a in page.query_selector_all("#video-downloads a")]
     assert {"video.mp4", "frames.jsonl", "faces.csv", "summary.json"} <= set(links)
     page.screenshot(path=str(ARTIFACTS / "video-job.png"), full_page=True)
@@ -93,11 +104,12 @@ def test_live_session_totals_timeline_snapshot_and_a_clear_stop(server, tmp_path
             *BASE_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-video-capture={cam}"])
         page = browser.new_context(viewport={"width": 1280, "height": 1200}).new_page()
+        errors = watch_errors(page)
         page.goto(server.url)
         page.click("#tab-live")
         page.click("#live-start")
-        page.wait_for_function("Number(document.getElementById('live-people').textContent) >= 1", timeout=60000)
-        page.wait_for_function("Number(document.getElementById('live-frames').textContent) >= 15", timeout=60000)
+        page.wait_for_function("() => Number(document.getElementById('live-people').textContent) >= 1", timeout=60000)
+        page.wait_for_function("() => Number(document.getElementById('live-frames').textContent) >= 15", timeout=60000)
         assert int(page.text_content("#live-people-with")) >= 1
         assert page.text_content("#live-compliance").endswith("%)")
         drawn = page.evaluate("""() => { const c = document.getElementById('live-timeline');
@@ -123,3 +135,4 @@ def test_live_session_totals_timeline_snapshot_and_a_clear_stop(server, tmp_path
         assert "stopped" in page.get_attribute("#live-stage", "class")
         page.screenshot(path=str(ARTIFACTS / "live-stopped.png"), full_page=True)
         browser.close()
+    assert errors == [], f"JavaScript errors or CSP violations on the page: {errors}"

@@ -26,7 +26,7 @@ def client(engine, monkeypatch):
     def make(**env):
         for k, v in env.items():
             monkeypatch.setenv(k, str(v))
-        return TestClient(create_app(ServerSettings(), engine=engine))
+        return TestClient(create_app(ServerSettings(), engine=engine), base_url="http://127.0.0.1")
 
     return make
 

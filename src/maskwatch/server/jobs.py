@@ -9,13 +9,15 @@ CSV, ``summary.json``, ``timeline.csv``, ``timeline.png``) under ``GET /v1/jobs/
 Unlike photos and live frames, a video must be on disk to be decoded: each job has a private
 temporary folder (mode 700), removed with the job: ``job_ttl_s`` after it finished, on DELETE, or
 when the server stops. Limits: ``max_video_mb`` (413 while the body streams in), ``max_video_s`` of
-video (413), bytes that are no video container (415) or do not decode (422), at most ``max_jobs``
+video (413), bytes that are no video container (415) or do not decode (422), an upload that sends
+nothing for the server's upload timeout (408; it is a pause, not a total, as videos are large), at most ``max_jobs``
 waiting or running (503 with ``Retry-After``). Jobs run one at a time on their own thread, with
 their own face detector, beside the photo and live workers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -230,9 +232,18 @@ class JobManager:
         upload = folder / ("upload" + (Path(safe).suffix.lower() or ".mp4"))
         size = 0
         head = b""
+        idle = float(getattr(getattr(request.app.state, "settings", None), "upload_timeout_s", None) or 30.0)
+        chunks = request.stream().__aiter__()
         try:
             with upload.open("wb") as fh:
-                async for chunk in request.stream():
+                while True:
+                    try:  # a client that stops sending holds no upload slot for ever
+                        chunk = await asyncio.wait_for(chunks.__anext__(), idle)
+                    except StopAsyncIteration:
+                        break
+                    except asyncio.TimeoutError:
+                        raise JobError(408, f"the upload stalled: nothing arrived for {idle:g} s; send the video "
+                                            "again.") from None
                     size += len(chunk)
                     if size > limit:
                         raise JobError(413, f"the video is over {self.settings.max_video_mb:g} MB, the limit for "

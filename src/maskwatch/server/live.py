@@ -150,26 +150,28 @@ async def live_frame(request: Request, session: str = Query(..., pattern=SESSION
     from maskwatch.server.uploads import UploadError, read_uploads, require_image
 
     settings = request.app.state.settings
-    uploads = await read_uploads(request, settings.max_upload_bytes)
-    if len(uploads) != 1:
-        raise UploadError(422, f"send one frame per request to /v1/live, got {len(uploads)} files.")
-    upload = uploads[0]
-    require_image(upload)
     pool = request.app.state.pool
-    sess = _sessions(request).get(session, pool.engine)
-    if sess is None:
-        return JSONResponse({"detail": "too many live camera sessions at once; try again in a minute."},
-                            status_code=503, headers={"Retry-After": "60"})
+    with pool.admit():  # the same bounded queue as /v1/detect (503 when full)
+        uploads = await read_uploads(request, settings.max_upload_bytes,
+                                     timeout_s=getattr(settings, "upload_timeout_s", None))
+        if len(uploads) != 1:
+            raise UploadError(422, f"send one frame per request to /v1/live, got {len(uploads)} files.")
+        upload = uploads[0]
+        require_image(upload)
+        sess = _sessions(request).get(session, pool.engine)
+        if sess is None:
+            return JSONResponse({"detail": "too many live camera sessions at once; try again in a minute."},
+                                status_code=503, headers={"Retry-After": "60"})
 
-    def work(worker):
-        t0 = time.perf_counter()
-        image = decode_image(upload.data, name="frame", max_pixels=settings.max_pixels)
-        t1 = time.perf_counter()
-        boxes = worker.live.find_faces(image)  # the worker's own detector at the live detection size
-        t2 = time.perf_counter()
-        return sess.add(worker.live, image, boxes, {"decode": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3})
+        def work(worker):
+            t0 = time.perf_counter()
+            image = decode_image(upload.data, name="frame", max_pixels=settings.max_pixels)
+            t1 = time.perf_counter()
+            boxes = worker.live.find_faces(image)  # the worker's own detector at the live detection size
+            t2 = time.perf_counter()
+            return sess.add(worker.live, image, boxes, {"decode": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3})
 
-    result, totals = await pool.run(work)
+        result, totals = await pool.run(work, request)  # dropped if the browser has gone meanwhile
     body = result.to_dict()
     body["session"] = totals
     timing = ", ".join(f"{k};dur={v:.1f}" for k, v in result.timings_ms.items())
