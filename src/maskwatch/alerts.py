@@ -71,7 +71,10 @@ class WebhookSender:
         self.url, self.timeout, self.retries, self.backoff = url, timeout, retries, backoff
         self._q: queue.Queue = queue.Queue(maxsize=max_queue)
         self.sent = self.failed = self.dropped = 0
+        self.accepted = 0  # queued; each ends sent, failed, or (left at close) dropped
         self.failing = False  # the last attempt failed: the receiver looks down
+        self._count_lock = threading.Lock()
+        self._final = False
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._work, name="maskwatch-webhook", daemon=True)
         self._thread.start()
@@ -80,6 +83,7 @@ class WebhookSender:
         """Queue one payload; never blocks."""
         try:
             self._q.put_nowait(payload)
+            self.accepted += 1
         except queue.Full:
             self.dropped += 1
 
@@ -95,24 +99,28 @@ class WebhookSender:
             if item is _STOP:
                 return
             if self._closing.is_set():
-                self.dropped += 1
-                continue
+                continue  # counted as dropped by close()
             body = json.dumps(item).encode()
             for attempt in range(self.retries + 1):
                 try:
                     self._post(body)
-                    self.sent += 1
+                    self._settle("sent")
                     self.failing = False
                     break
                 except (urllib.error.URLError, OSError, ValueError) as exc:
                     self.failing = True
                     if attempt == self.retries or self._closing.is_set():
-                        self.failed += 1
+                        self._settle("failed")
                         log.warning("alert webhook %s failed: %s", self.url, getattr(exc, "reason", exc))
                         break
                     if self._closing.wait(self.backoff * 2 ** attempt):
-                        self.failed += 1
+                        self._settle("failed")
                         break
+
+    def _settle(self, outcome: str) -> None:
+        with self._count_lock:
+            if not self._final:  # after close() every unsettled alert was counted as dropped
+                setattr(self, outcome, getattr(self, outcome) + 1)
 
     def close(self, grace: float = 5.0) -> None:
         """Send what is queued for up to ``grace`` seconds, or stop at once when the receiver is
@@ -128,9 +136,9 @@ class WebhookSender:
         if self._thread.is_alive():  # a request in flight to a silent receiver: leave it (daemon thread)
             self._closing.set()
             self._thread.join(0.2)
-        left = self._q.qsize()
-        if left:
-            self.dropped += left
+        with self._count_lock:
+            self._final = True
+            self.dropped += self.accepted - self.sent - self.failed
         if self.failed or self.dropped:
             log.warning("alert webhook: %d sent, %d failed, %d dropped", self.sent, self.failed, self.dropped)
 

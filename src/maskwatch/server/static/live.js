@@ -12,10 +12,19 @@
 
   function setState(text) { $("live-session-state").textContent = text; }
 
+  function noAlerts() {
+    const ul = $("live-alerts");
+    ul.textContent = "";
+    const li = document.createElement("li");
+    li.className = "muted";
+    li.textContent = "none";
+    ul.appendChild(li);
+  }
+
   function reset() {
     for (const id of ["live-people", "live-people-with", "live-people-without"]) $(id).textContent = "0";
     $("live-compliance").textContent = "–";
-    $("live-alerts").innerHTML = '<li class="muted">none</li>';
+    noAlerts();
     const c = $("live-timeline");
     c.getContext("2d").clearRect(0, 0, c.width, c.height);
     last = null;
@@ -57,7 +66,7 @@
     const ul = $("live-alerts");
     ul.textContent = "";
     if (!s.alerts || !s.alerts.length) {
-      ul.innerHTML = '<li class="muted">none</li>';
+      noAlerts();
     } else {
       for (const a of s.alerts) {
         const li = document.createElement("li");
