@@ -136,3 +136,22 @@ def test_live_session_totals_timeline_snapshot_and_a_clear_stop(server, tmp_path
         page.screenshot(path=str(ARTIFACTS / "live-stopped.png"), full_page=True)
         browser.close()
     assert errors == [], f"JavaScript errors or CSP violations on the page: {errors}"
+
+
+def test_crowd_photo_labels_do_not_cover_each_other_and_small_photos_are_enlarged(page):
+    photo = SHARED / "data" / "scenes-dev" / "images" / "_111550872_gettyimages-1128162568.jpg"  # 410x230, 27 faces
+    page.set_input_files("#file-input", str(photo))
+    page.wait_for_selector("#photo-result", state="visible", timeout=60000)
+    page.wait_for_function("() => document.getElementById('photo-canvas').dataset.labelBoxes !== undefined",
+                           timeout=30000)
+    width = page.evaluate("() => document.getElementById('photo-canvas').width")
+    boxes = page.evaluate("() => JSON.parse(document.getElementById('photo-canvas').dataset.labelBoxes)")
+    n_faces = int(page.evaluate("() => document.getElementById('photo-canvas').dataset.faces"))
+    assert width == 410 * 2 and len(boxes) == n_faces >= 10
+    free = [b for b in boxes if not b[4]]
+    assert len(free) >= 0.8 * len(boxes)  # nearly every label found a free place
+    for i, a in enumerate(free):
+        for b in free[i + 1:]:
+            assert not (a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]), (a, b)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "photo-crowd-labels.png"), full_page=True)

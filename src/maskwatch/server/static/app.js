@@ -39,7 +39,9 @@
   /**
    * Draw labelled boxes on ctx; `scale` maps result pixels to canvas pixels. With `numbered`, each
    * label starts with the face's row number in the table, and faces too small for a readable label
-   * get the number alone (the colour still tells the class).
+   * get the number alone (the colour still tells the class). Labels never cover one another: each
+   * goes above its box, below it, or inside its top edge, whichever is free; where none is, it
+   * shrinks to the number alone. The placed label rectangles are kept in `canvas.dataset.labelBoxes`.
    */
   function drawFaces(ctx, faces, scale, numbered) {
     const side = Math.max(ctx.canvas.width, ctx.canvas.height);
@@ -47,24 +49,48 @@
     const baseFont = Math.max(12, Math.round(side / 45));
     ctx.lineWidth = lw;
     ctx.textBaseline = "bottom";
-    faces.forEach((f, i) => {
-      const [x1, y1, x2, y2] = f.box.map((v) => v * scale);
-      const color = colorFor(f.label);
-      ctx.strokeStyle = color;
+    const W = ctx.canvas.width, H = ctx.canvas.height;
+    const boxes = faces.map((f) => f.box.map((v) => v * scale));
+    boxes.forEach(([x1, y1, x2, y2], i) => {
+      ctx.strokeStyle = colorFor(faces[i].label);
       ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    });
+    const placed = [];
+    const hits = (r) => placed.some((q) => r.x < q.x + q.w && q.x < r.x + r.w && r.y < q.y + q.h && q.y < r.y + r.h);
+    const order = faces.map((_, i) => i).sort((a, b) => boxes[a][1] - boxes[b][1]);
+    for (const i of order) {
+      const f = faces[i];
+      const [x1, y1, x2, y2] = boxes[i];
       const fontPx = Math.round(Math.min(baseFont, Math.max(11, (x2 - x1) * 0.45)));
       ctx.font = `600 ${fontPx}px system-ui, sans-serif`;
       const pct = `${Math.round(f.score * 100)}%`;
-      let text = numbered ? `${i + 1} ${f.label} ${pct}` : `${f.label} ${pct}`;
-      if (numbered && ctx.measureText(text).width > 3 * (x2 - x1)) text = String(i + 1);
-      const tw = ctx.measureText(text).width + 8;
+      const long = numbered ? `${i + 1} ${f.label} ${pct}` : `${f.label} ${pct}`;
+      const texts = numbered ? [long, String(i + 1)] : [long];
+      if (numbered && ctx.measureText(long).width > 3 * (x2 - x1)) texts.shift();
       const th = fontPx + 6;
-      const ty = y1 - th >= 0 ? y1 - th : Math.min(ctx.canvas.height - th, y2);
-      ctx.fillStyle = color;
-      ctx.fillRect(x1 - lw / 2, ty, tw, th);
+      let spot = null;
+      for (const text of texts) {
+        const tw = ctx.measureText(text).width + 8;
+        const x = Math.max(0, Math.min(W - tw, x1 - lw / 2));
+        for (const y of [y1 - th, y2, y1]) {
+          const r = { x, y: Math.max(0, Math.min(H - th, y)), w: tw, h: th, text };
+          if (!hits(r)) { spot = r; break; }
+        }
+        if (spot) break;
+      }
+      if (!spot) {  // crowded: the number (or label) alone, above the box
+        const text = texts[texts.length - 1];
+        const tw = ctx.measureText(text).width + 8;
+        spot = { x: Math.max(0, Math.min(W - tw, x1)), y: Math.max(0, Math.min(H - th, y1 - th)), w: tw, h: th, text,
+                 overlaps: true };
+      }
+      placed.push(spot);
+      ctx.fillStyle = colorFor(f.label);
+      ctx.fillRect(spot.x, spot.y, spot.w, spot.h);
       ctx.fillStyle = "#fff";
-      ctx.fillText(text, x1 + 4 - lw / 2, ty + th - 3);
-    });
+      ctx.fillText(spot.text, spot.x + 4, spot.y + th - 3);
+    }
+    ctx.canvas.dataset.labelBoxes = JSON.stringify(placed.map((r) => [r.x, r.y, r.w, r.h, r.overlaps ? 1 : 0]));
   }
 
   function countFaces(faces) {
@@ -162,9 +188,12 @@
       drawBoxes = false;
     }
     if (bitmap) {
-      canvas.width = bitmap.width;
-      canvas.height = bitmap.height;
-      ctx.drawImage(bitmap, 0, 0);
+      // Small photos are enlarged for viewing (crowd faces of 20 px get readable labels).
+      const up = Math.min(4, Math.max(1, Math.floor(960 / Math.max(bitmap.width, bitmap.height))));
+      canvas.width = bitmap.width * up;
+      canvas.height = bitmap.height * up;
+      ctx.imageSmoothingQuality = "high";
+      ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
       if (drawBoxes) drawFaces(ctx, result.faces, canvas.width / result.width, true);
     } else {
       canvas.width = 1; canvas.height = 1;
