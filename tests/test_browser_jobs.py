@@ -155,3 +155,36 @@ def test_crowd_photo_labels_do_not_cover_each_other_and_small_photos_are_enlarge
             assert not (a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]), (a, b)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "photo-crowd-labels.png"), full_page=True)
+
+
+def test_photo_blur_hides_the_chosen_faces_in_the_picture_and_download(page, tmp_path):
+    import cv2
+
+    photo = SHARED / "data" / "scenes-dev" / "images" / "01242020_masks-qa_151720-780x520.jpg"
+    page.select_option("#photo-blur", "all")
+    page.set_input_files("#file-input", str(photo))
+    page.wait_for_selector("#photo-result", state="visible", timeout=60000)
+    page.wait_for_function("() => document.getElementById('photo-canvas').dataset.blurred !== undefined")
+    n_faces = int(page.evaluate("() => document.getElementById('photo-canvas').dataset.faces"))
+    assert int(page.evaluate("() => document.getElementById('photo-canvas').dataset.blurred")) == n_faces >= 5
+    page.wait_for_function("() => document.getElementById('download-link').href.startsWith('blob:')")
+    with page.expect_download() as dl:
+        page.click("#download-link")
+    out = tmp_path / "download.png"
+    dl.value.save_as(out)
+    got, orig = cv2.imread(str(out)), cv2.imread(str(photo))
+    assert got.shape == orig.shape
+    boxes = [[int(float(c)) for c in row.query_selector_all("td")[1].text_content().split(",")]
+             for row in page.query_selector_all("#faces-table tbody tr")]
+    checked = 0
+    for x1, y1, x2, y2 in boxes:  # the middle of each face has lost its detail
+        w, h = x2 - x1, y2 - y1
+        if w < 30:  # too small to measure apart from the box and number drawn over it
+            continue
+        checked += 1
+        sl = (slice(y1 + h // 4, y2 - h // 4), slice(x1 + w // 4, x2 - w // 4))
+        detail = [float(abs(cv2.Laplacian(cv2.cvtColor(im[sl], cv2.COLOR_BGR2GRAY), cv2.CV_64F)).mean())
+                  for im in (got, orig)]
+        assert detail[0] < 0.6 * detail[1], (x1, y1, detail)
+    assert checked >= 3
+    page.screenshot(path=str(ARTIFACTS / "photo-blur.png"), full_page=True)

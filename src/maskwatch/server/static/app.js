@@ -93,6 +93,24 @@
     ctx.canvas.dataset.labelBoxes = JSON.stringify(placed.map((r) => [r.x, r.y, r.w, r.h, r.overlaps ? 1 : 0]));
   }
 
+  /** Blur the faces chosen in the photo tab's Blur menu (the picture and its download alike). */
+  function blurFaces(ctx, bitmap, faces, scale) {
+    const choice = ($("photo-blur") || {}).value || "none";
+    const chosen = faces.filter((f) => choice === "all" || f.label === choice);
+    ctx.canvas.dataset.blurred = String(chosen.length);
+    for (const f of chosen) {
+      const [x1, y1, x2, y2] = f.box.map((v) => v * scale);
+      const mx = (x2 - x1) * 0.15, my = (y2 - y1) * 0.15;
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(x1 - mx, y1 - my, x2 - x1 + 2 * mx, y2 - y1 + 2 * my);
+      ctx.clip();
+      ctx.filter = `blur(${Math.max(4, (x2 - x1) / 4)}px)`;
+      ctx.drawImage(bitmap, 0, 0, ctx.canvas.width, ctx.canvas.height);
+      ctx.restore();
+    }
+  }
+
   function countFaces(faces) {
     const c = { with_mask: 0, without_mask: 0, total: faces.length };
     for (const f of faces) c[f.label] = (c[f.label] || 0) + 1;
@@ -194,7 +212,10 @@
       canvas.height = bitmap.height * up;
       ctx.imageSmoothingQuality = "high";
       ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-      if (drawBoxes) drawFaces(ctx, result.faces, canvas.width / result.width, true);
+      if (drawBoxes) {
+        blurFaces(ctx, bitmap, result.faces, canvas.width / result.width);
+        drawFaces(ctx, result.faces, canvas.width / result.width, true);
+      }
     } else {
       canvas.width = 1; canvas.height = 1;
     }
