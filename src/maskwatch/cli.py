@@ -48,11 +48,9 @@ def _settings(face_threshold, detect_size, min_face):
     return DetectorSettings(**kw)
 
 
-def detector_options(f):
-    """Options shared by every command that finds faces."""
+def face_options(f):
+    """Face-detector options, the same for every command that finds faces (detect, benchmark, evaluate)."""
     options = [
-        click.option("--model", "-m", type=click.Path(path_type=Path), default=None,
-                     help="maskwatch .onnx classifier (default: the bundled model)."),
         click.option("--detector", type=DETECTOR_CHOICES, default="auto", show_default=True,
                      help="Face detector backend (auto: YuNet file if found, else yuface)."),
         click.option("--detector-model", type=click.Path(path_type=Path), default=None,
@@ -67,6 +65,13 @@ def detector_options(f):
     for opt in reversed(options):
         f = opt(f)
     return f
+
+
+def detector_options(f):
+    """``--model`` and :func:`face_options`: every command that finds and labels faces."""
+    f = face_options(f)
+    return click.option("--model", "-m", type=click.Path(path_type=Path), default=None,
+                        help="maskwatch .onnx classifier (default: the bundled model).")(f)
 
 
 def _engine(model, detector, detector_model, face_threshold, detect_size, min_face, **kw):
@@ -379,11 +384,7 @@ def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, we
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--split-file", type=click.Path(path_type=Path), default=None,
               help="Crop data: evaluate only the files listed (e.g. a run's splits/test.txt).")
-@click.option("--detector", type=DETECTOR_CHOICES, default="auto", show_default=True)
-@click.option("--detector-model", type=click.Path(path_type=Path), default=None)
-@click.option("--face-threshold", type=click.FloatRange(0, 1), default=None)
-@click.option("--detect-size", type=click.IntRange(0, 4096), default=None)
-@click.option("--min-face", type=click.IntRange(0), default=None)
+@face_options
 @click.option("--project", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--name", default="exp", show_default=True)
 def evaluate(model, data, split_file, detector, detector_model, face_threshold, detect_size, min_face, project,
