@@ -48,8 +48,7 @@ def frames_from_output(out: Path) -> dict[tuple[str, int | None], dict]:
         got[(f["source"], f["frame"])]["faces"].append({
             "box": [f["x1"], f["y1"], f["x2"], f["y2"]], "face_score": f["face_score"], "label": f["label"],
             "score": f["score"], "probs": {c: f[f"p_{c}"] for c in classes}, "track_id": f["track_id"],
-            # issue 9 added "uncertain" to the JSON contract; the Parquet output has no column for it yet
-            "uncertain": bool(f.get("uncertain", False))})
+            "uncertain": f["uncertain"]})
     return got
 
 

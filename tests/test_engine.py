@@ -96,3 +96,20 @@ def test_yuface_and_yunet_find_the_same_faces(model_path, shared):
     a = MaskDetector(model_path, detector="yunet").detect_file(path)
     b = MaskDetector(model_path, detector="yuface").detect_file(path)
     assert abs(len(a.faces) - len(b.faces)) <= 2
+
+
+@needs_shared
+def test_faces_below_the_models_abstention_threshold_are_marked_uncertain(model_path, shared):
+    import dataclasses
+
+    from maskwatch.engine import MaskDetector
+
+    det = MaskDetector(model_path)
+    photo = shared / "data" / "scenes-dev" / "images" / "01242020_masks-qa_151720-780x520.jpg"
+    cal = det.classifier.calibration
+    det.classifier.calibration = dataclasses.replace(cal, abstain_below=1.01)  # nothing is that sure
+    r = det.detect_file(photo)
+    assert r.faces and all(f.uncertain for f in r.faces)
+    assert r.counts().get("uncertain") == len(r.faces)
+    det.classifier.calibration = dataclasses.replace(cal, abstain_below=None)  # an older model: never abstains
+    assert not any(f.uncertain for f in det.detect_file(photo).faces)

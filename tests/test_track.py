@@ -1,6 +1,7 @@
 """Video tracking: the same face keeps its id; the classifier runs on new and stale tracks only."""
 
 import numpy as np
+import pytest
 
 from maskwatch.boxes import box_iou
 from maskwatch.track import FaceTracker
@@ -32,3 +33,87 @@ def test_two_faces_get_two_tracks_and_old_tracks_expire():
     assert len(set(ids)) == 2 and need == [0, 1]
     tr.assign(np.zeros((0, 4), np.float32), 5)
     assert not tr.tracks and len(tr.finished) == 2
+
+
+BOX = np.array([[10, 10, 60, 60]], np.float32)
+MASKED, UNMASKED = np.array([0.95, 0.05]), np.array([0.05, 0.95])
+
+
+def feed(tr, verdicts, fps=10.0, start=0):
+    """One face standing still; ``verdicts[k]`` is the classifier's answer on frame start+k (if asked)."""
+    events = []
+    for k, p in enumerate(verdicts):
+        frame = start + k
+        ids, need = tr.assign(BOX, frame, frame / fps)
+        for i in need:
+            tr.vote(ids[i], p, frame)
+        tr.check_alerts(ids)
+        events += tr.drain_events()
+    return events
+
+
+def test_one_odd_verdict_does_not_flip_the_label_but_a_real_change_does():
+    tr = FaceTracker(2, classes=("with_mask", "without_mask"), reclassify_every=1, alert_after_s=None)
+    events = feed(tr, [MASKED] * 5 + [UNMASKED] + [MASKED] * 5)
+    assert [e.kind for e in events] == ["track_started"]
+    assert tr.label_of(1) == 0
+    events = feed(tr, [UNMASKED] * 5, start=11)
+    changes = [e for e in events if e.kind == "label_changed"]
+    assert len(changes) == 1 and (changes[0].previous, changes[0].label) == ("with_mask", "without_mask")
+    assert changes[0].frame == 12  # the second verdict against the label confirms it
+
+
+def test_a_disagreeing_verdict_is_checked_on_the_next_frame():
+    tr = FaceTracker(2, classes=("with_mask", "without_mask"), reclassify_every=5, min_votes=1)
+    asked = []
+    for frame, p in enumerate([MASKED] * 5 + [UNMASKED] * 7):
+        ids, need = tr.assign(BOX, frame, frame / 10)
+        if need:
+            asked.append(frame)
+            tr.vote(ids[0], p, frame)
+    assert asked == [0, 5, 6, 11]  # 6: confirming the odd verdict at 5; then every 5 frames again
+    assert tr.label_of(1) == 1
+
+
+def test_time_per_label_first_last_and_end_events():
+    tr = FaceTracker(2, classes=("with_mask", "without_mask"), reclassify_every=1, alert_after_s=None)
+    feed(tr, [UNMASKED] * 10 + [MASKED] * 10)  # 2 s at 10 fps, switches at frame 11
+    (ended,) = tr.close()
+    s = ended.track
+    assert ended.kind == "track_ended" and (s["first_s"], s["last_s"]) == (0.0, 1.9)
+    assert s["labels_seen"] == ["without_mask", "with_mask"]
+    assert s["unmasked_s"] == pytest.approx(1.1) and s["label_seconds"]["with_mask"] == pytest.approx(0.8)
+    assert s["changes"] == [{"time_s": 1.1, "frame": 11, "from": "without_mask", "to": "with_mask"}]
+
+
+def test_unmasked_alert_once_per_track_after_the_delay_and_a_cooldown_per_source():
+    tr = FaceTracker(2, classes=("with_mask", "without_mask"), reclassify_every=1, alert_after_s=1.0,
+                     alert_cooldown_s=5.0)
+    far = np.array([[200, 200, 250, 250]], np.float32)
+    events = []
+    for frame in range(40):  # two unmasked people; the second appears at 0.5 s
+        boxes = BOX if frame < 5 else np.vstack([BOX, far])
+        ids, need = tr.assign(boxes, frame, frame / 10)
+        for i in need:
+            tr.vote(ids[i], UNMASKED, frame)
+        tr.check_alerts(ids)
+        events += [e for e in tr.drain_events() if e.kind == "unmasked_alert"]
+    assert [(e.track_id, e.time_s) for e in events] == [(1, 1.0)]  # the second is within the cooldown
+    tr.alert_cooldown_s = 0.0
+    ids, _ = tr.assign(np.vstack([BOX, far]), 40, 4.0)
+    tr.check_alerts(ids)
+    assert [(e.kind, e.track_id) for e in tr.drain_events()] == [("unmasked_alert", 2)]
+
+
+def test_class_names_come_from_the_model_not_a_fixed_pair():
+    tr = FaceTracker(3, classes=("with_mask", "without_mask", "mask_incorrect"), reclassify_every=1,
+                     alert_after_s=0.5)
+    events = []
+    for frame in range(10):
+        ids, need = tr.assign(BOX, frame, frame / 10)
+        for i in need:
+            tr.vote(ids[i], np.array([0.1, 0.1, 0.8]), frame)
+        tr.check_alerts(ids)
+        events += tr.drain_events()
+    assert events[0].label == "mask_incorrect"
+    assert any(e.kind == "unmasked_alert" for e in events)  # not wearing it properly counts as unmasked

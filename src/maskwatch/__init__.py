@@ -31,6 +31,10 @@ _EXPORTS = {
     "annotate": "maskwatch.annotate",
     "summarize": "maskwatch.analytics",
     "MaskwatchError": "maskwatch.errors",
+    "SourceInfo": "maskwatch.results",
+    "run": "maskwatch.runloop",
+    "Sink": "maskwatch.runloop",
+    "RunSummary": "maskwatch.runloop",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -43,7 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from maskwatch.errors import MaskwatchError
     from maskwatch.faces.detector import DetectorSettings, create_face_detector
     from maskwatch.io.images import decode_image
-    from maskwatch.results import CropResult, Face, FrameResult
+    from maskwatch.results import CropResult, Face, FrameResult, SourceInfo
+    from maskwatch.runloop import RunSummary, Sink, run
 
 
 def __getattr__(name: str) -> Any:

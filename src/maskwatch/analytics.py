@@ -1,7 +1,10 @@
-"""Video analytics from a stream of results: faces counted by track, not by detection.
+"""Video analytics from a stream of results: people counted by face track, not by detection.
 
 A track is one face followed across frames; a person who turns away or is hidden for a while
-starts a new track, so track counts are an upper bound on the number of people."""
+starts a new track, so track counts are an upper bound on the number of people. A track's label
+follows its recent verdicts (see :mod:`maskwatch.track`), so a person who puts a mask on is counted
+as seen both without and with a mask.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +15,29 @@ from typing import Any
 import numpy as np
 
 from maskwatch.results import FrameResult
+from maskwatch.track import COMPLIANT_LABELS
 
 
 class VideoStats:
-    """Accumulates per-source statistics while results stream past (feed with :meth:`add`)."""
+    """Accumulates per-source statistics while results stream past; a sink (``write`` / ``close``).
+
+    Args:
+        min_track_frames: a track counts as a person when seen on at least this many frames.
+    """
 
     def __init__(self, min_track_frames: int = 3) -> None:
         self.min_track_frames = min_track_frames
         self._frames: dict[str, int] = defaultdict(int)
         self._faces: dict[str, list[int]] = defaultdict(list)
-        self._tracks: dict[str, dict[int, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
         self._labels: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._tracks: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._tracked: dict[str, bool] = defaultdict(bool)
         self._classes: tuple[str, ...] = ()
 
     def add(self, result: FrameResult) -> None:
+        """Count one frame (images are ignored: they have no time)."""
+        if result.frame is None:
+            return
         src = result.source
         self._frames[src] += 1
         self._faces[src].append(len(result.faces))
@@ -34,25 +46,42 @@ class VideoStats:
             if not self._classes:
                 self._classes = tuple(f.probs)
             if f.track_id is not None:
-                self._tracks[src][f.track_id].append(np.array([f.probs[c] for c in self._classes]))
+                self._tracked[src] = True
+        for ev in result.events:
+            if ev.kind == "track_ended" and ev.track is not None:
+                self._tracks[src].append(ev.track)
+
+    write = add
+
+    def close(self) -> None:
+        """Nothing to release (sink protocol)."""
+
+    def tracks(self, source: str) -> list[dict[str, Any]]:
+        """Every ended track of ``source`` (summaries, see :meth:`maskwatch.track.Track.summary`)."""
+        return list(self._tracks.get(source, []))
 
     def summary(self) -> dict[str, dict[str, Any]]:
-        """Per source: frames, faces per frame (mean / max), detections per label, and face tracks
-        (seen on at least ``min_track_frames`` frames) per label by their mean probabilities."""
+        """Per source: frames, faces per frame (mean / max), detections per label, and people: face
+        tracks seen on at least ``min_track_frames`` frames, counted under every label they held
+        (``tracks``), with how many changed label and the time they spent without a mask."""
         out = {}
         for src, n in self._frames.items():
             faces = self._faces[src]
-            tracks: dict[str, int] = {c: 0 for c in self._classes}
-            for probs in self._tracks[src].values():
-                if len(probs) >= self.min_track_frames:
-                    label = self._classes[int(np.mean(probs, axis=0).argmax())]
-                    tracks[label] += 1
+            people = [t for t in self._tracks[src] if t["frames"] >= self.min_track_frames]
+            seen = {c: 0 for c in self._classes}
+            for t in people:
+                for label in t["labels_seen"]:
+                    seen[label] = seen.get(label, 0) + 1
             out[src] = {
                 "frames": n,
                 "faces_per_frame_mean": round(float(np.mean(faces)) if faces else 0.0, 2),
                 "faces_per_frame_max": int(max(faces, default=0)),
                 "detections": dict(self._labels[src]),
-                "tracks": tracks if self._tracks[src] else None,
+                "tracks": seen if self._tracked[src] else None,
+                "people": len(people) if self._tracked[src] else None,
+                "changed_label": sum(bool(t["changes"]) for t in people),
+                "compliant_only": sum(all(x in COMPLIANT_LABELS for x in t["labels_seen"]) for t in people),
+                "unmasked_s": round(sum(t["unmasked_s"] for t in people), 2),
             }
         return out
 

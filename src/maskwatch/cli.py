@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from maskwatch import __version__
+from maskwatch.defaults import ALERT_AFTER_S, MAX_UPLOAD_MB, MIN_TRACK_FRAMES, RECLASSIFY_EVERY
 from maskwatch.errors import InputError, MaskwatchError
 
 log = logging.getLogger("maskwatch")
@@ -47,15 +48,13 @@ def _settings(face_threshold, detect_size, min_face):
     return DetectorSettings(**kw)
 
 
-def detector_options(f):
-    """Options shared by every command that finds faces."""
+def face_options(f):
+    """Face-detector options, the same for every command that finds faces (detect, benchmark, evaluate)."""
     options = [
-        click.option("--model", "-m", type=click.Path(path_type=Path), default=None,
-                     help="maskwatch .onnx classifier (default: the bundled model)."),
         click.option("--detector", type=DETECTOR_CHOICES, default="auto", show_default=True,
-                     help="Face detector backend (auto: YuNet file if found, else yuface)."),
+                     help="Face detector backend (auto: YuNet, bundled; centerface/fused find more small faces, slower)."),
         click.option("--detector-model", type=click.Path(path_type=Path), default=None,
-                     help="YuNet .onnx file or folder (default: $MASKWATCH_MODELS, the user cache)."),
+                     help="Detector .onnx file or folder (default: $MASKWATCH_MODELS, the user cache, the bundled copy)."),
         click.option("--face-threshold", type=click.FloatRange(0, 1), default=None,
                      help="Minimum face-detector confidence."),
         click.option("--detect-size", type=click.IntRange(0, 4096), default=None,
@@ -66,6 +65,13 @@ def detector_options(f):
     for opt in reversed(options):
         f = opt(f)
     return f
+
+
+def detector_options(f):
+    """``--model`` and :func:`face_options`: every command that finds and labels faces."""
+    f = face_options(f)
+    return click.option("--model", "-m", type=click.Path(path_type=Path), default=None,
+                        help="maskwatch .onnx classifier (default: the bundled model).")(f)
 
 
 def _engine(model, detector, detector_model, face_threshold, detect_size, min_face, **kw):
@@ -83,6 +89,56 @@ def cli(verbose: int) -> None:
     _setup_logging(verbose)
 
 
+def _check_outputs(outputs: dict[str, str | Path | None], may_exist: tuple[str, ...] = ()) -> None:
+    """Refuse, before anything is created, two outputs on one path and files that already exist
+    (except those in ``may_exist``, which are appended to)."""
+    seen: dict[Path, str] = {}
+    for opt, path in outputs.items():
+        if path is None or str(path) == "-":
+            continue
+        key = Path(path).expanduser().resolve()
+        if key in seen:
+            raise InputError(f"{seen[key]} and {opt} both name {path}; give each output its own file.")
+        seen[key] = opt
+        if opt not in may_exist and Path(path).exists():
+            raise InputError(f"{path}: already exists; choose a new output file for {opt} "
+                             "(outputs never overwrite).")
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of stdout went away (``| head``): stop writing there, quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+class _ImageLines:
+    """Sink: one line per still image on stdout (faces, with / without mask)."""
+
+    def __init__(self, classes: tuple[str, ...]) -> None:
+        self.classes = classes
+
+    def write(self, result) -> None:
+        if result.frame is None:
+            c = result.counts()
+            per = ", ".join(f"{c.get(k, 0)} {k}" for k in self.classes)
+            click.echo(f"{result.source}: {c['total']} faces, {per}")
+
+    def close(self) -> None:
+        pass
+
+
+def _summary_line(src: str, s: dict) -> str:
+    line = f"{src}: {s['frames']} frames, {s['faces_per_frame_mean']} faces/frame (max {s['faces_per_frame_max']})"
+    if s["tracks"] is None:
+        return line + ", face tracks: none"
+    seen = ", ".join(f"seen {k} {v}" for k, v in s["tracks"].items())
+    return (line + f", face tracks: {s['people']} ({seen}; changed label {s['changed_label']}; "
+            f"{s['unmasked_s']:.1f} s without a mask in all)")
+
+
 @cli.command()
 @click.argument("sources", nargs=-1, required=True)
 @detector_options
@@ -94,78 +150,143 @@ def cli(verbose: int) -> None:
 @click.option("--name", default="exp", show_default=True, help="Run folder name (exp, exp2, ...).")
 @click.option("--show", is_flag=True, help="Show a live window (needs a display and GUI OpenCV).")
 @click.option("--vid-stride", type=click.IntRange(1), default=1, show_default=True, help="Use every N-th video frame.")
-@click.option("--reclassify-every", type=click.IntRange(1), default=5, show_default=True,
+@click.option("--reclassify-every", type=click.IntRange(1), default=RECLASSIFY_EVERY, show_default=True,
               help="In videos, classify a tracked face again after N frames (1: every frame).")
 @click.option("--no-track", is_flag=True, help="Classify every face in every video frame independently.")
+@click.option("--blur", type=click.Choice(["none", "all", "without_mask", "with_mask"]), default="none",
+              show_default=True, help="Blur these faces in saved images and videos.")
+@click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
+              help="Record face tracks and their events in this SQLite event log (created or appended to).")
+@click.option("--retention-days", type=click.FloatRange(0, min_open=True), default=None,
+              help="With --db: first delete what the event log holds from more than N days ago.")
+@click.option("--alert-after", type=click.FloatRange(0), default=ALERT_AFTER_S, show_default=True,
+              help="Seconds a tracked face must be without a mask before one unmasked_alert.")
+@click.option("--alert-cooldown", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Seconds after an alert during which the same source raises no other.")
+@click.option("--alert-webhook", default=None, help="POST each alert as JSON to this http(s) URL.")
+@click.option("--alert-thumbnails", is_flag=True, help="Include a small face picture in webhook alerts.")
+@click.option("--report", "report", is_flag=True,
+              help="Write summary.json, timeline.csv and timeline.png into the run folder.")
+@click.option("--min-track-frames", type=click.IntRange(1), default=MIN_TRACK_FRAMES, show_default=True,
+              help="A face track counts as a person when seen on at least N frames.")
 def detect(sources, model, detector, detector_model, face_threshold, detect_size, min_face, json_path, csv_path,
-           save, project, name, show, vid_stride, reclassify_every, no_track) -> None:
+           save, project, name, show, vid_stride, reclassify_every, no_track, blur, db_path, retention_days,
+           alert_after, alert_cooldown, alert_webhook, alert_thumbnails, report, min_track_frames) -> None:
     """Find and label every face in SOURCES: images, folders, globs, videos, camera indices (0), URLs."""
     from maskwatch.analytics import VideoStats
     from maskwatch.io.sources import resolve_sources
     from maskwatch.io.writers import LiveWindow, MediaSaver, make_writer
+    from maskwatch.runloop import run
     from maskwatch.runs import new_run_dir
+
+    from maskwatch.alerts import Alerts
+    from maskwatch.report import ComplianceReport
 
     if json_path == "-" and csv_path == "-":
         raise InputError("--json - and --csv - both want stdout; send one of them to a file.")
+    if retention_days is not None and db_path is None:
+        raise InputError("--retention-days prunes the event log: give it one with --db PATH.")
+    _check_outputs({"--json": json_path, "--csv": csv_path, "--db": db_path}, may_exist=("--db",))
     resolved = resolve_sources(sources)
     engine = _engine(model, detector, detector_model, face_threshold, detect_size, min_face,
                      reclassify_every=reclassify_every)
     quiet_stdout = "-" in (json_path, csv_path)
-    writers = [make_writer(p, k) for p, k in ((json_path, "json"), (csv_path, "csv")) if p]
-    run_dir = new_run_dir(project, "detect", name) if save else None
-    saver = MediaSaver(run_dir) if run_dir else None
     window = LiveWindow() if show else None
-    failures: list[str] = []
-    stats = VideoStats()
-    n_frames, t0 = 0, time.perf_counter()
+    alerts = Alerts(alert_webhook, thumbnails=alert_thumbnails) if alert_webhook else Alerts()
+    sinks: list = []
+    try:
+        if db_path is not None:
+            from maskwatch.events import EventLog
+
+            sinks.append(EventLog(db_path, command=" ".join(["maskwatch", *sys.argv[1:]]),
+                                  retention_days=retention_days))
+        sinks += [make_writer(p, k) for p, k in ((json_path, "json"), (csv_path, "csv")) if p]
+        run_dir = new_run_dir(project, "detect", name) if (save or report) else None
+        if run_dir and save:
+            sinks.append(MediaSaver(run_dir, blur=blur))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        alerts.close()
+        raise
+    stats = VideoStats(min_track_frames)
+    compliance = ComplianceReport(min_track_frames)
+    sinks += [stats, compliance, alerts]
+    if not quiet_stdout:
+        sinks.append(_ImageLines(engine.classes))
+    if window:
+        sinks.append(window)  # last: its q / Esc ends the run after every other sink had the frame
 
     def on_error(exc: MaskwatchError) -> None:
-        failures.append(str(exc))
         click.echo(f"maskwatch: skipped {exc}", err=True)
 
-    from tqdm import tqdm
-
-    has_video = any(s.kind != "image" for s in resolved)
-    bar = tqdm(unit="frame", disable=not (has_video and sys.stderr.isatty()), leave=False)
     try:
-        for result in engine.process(resolved,
-                                     vid_stride=vid_stride, keep_image=bool(saver or window),
-                                     on_error=on_error if len(resolved) > 1 else None,
-                                     track=not no_track):
-            n_frames += 1
-            bar.update()
-            for w in writers:
-                w.write(result)
-            if saver:
-                saver.write(result)
-            if window and not window.show(result):
-                break
-            if result.frame is None:
-                if not quiet_stdout:
-                    c = result.counts()
-                    click.echo(f"{result.source}: {c['total']} faces, {c.get('with_mask', 0)} with_mask, "
-                               f"{c.get('without_mask', 0)} without_mask")
-            else:
-                stats.add(result)
-    finally:
-        bar.close()
-        for w in writers:
-            w.close()
-        if saver:
-            saver.close()
-        if window:
-            window.close()
-    elapsed = time.perf_counter() - t0
-    if not quiet_stdout:
-        for src, s in stats.summary().items():
-            tracks_txt = ", ".join(f"{v} {k}" for k, v in (s["tracks"] or {}).items())
-            click.echo(f"{src}: {s['frames']} frames, {s['faces_per_frame_mean']} faces/frame (max "
-                       f"{s['faces_per_frame_max']}), face tracks: {tracks_txt or 'none'}")
-    click.echo(f"maskwatch: {n_frames} frames in {elapsed:.1f} s ({n_frames / max(elapsed, 1e-9):.1f} frames/s)"
-               + (f", results in {run_dir}" if run_dir else ""), err=True)
-    if failures:
-        click.echo(f"maskwatch: {len(failures)} input(s) could not be read", err=True)
+        summary = run(resolved, sinks, engine, vid_stride=vid_stride, track=not no_track, on_error=on_error,
+                      tracker_options={"alert_after_s": alert_after, "alert_cooldown_s": alert_cooldown})
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return
+    if report and run_dir:
+        compliance.save(run_dir)
+    try:
+        if not quiet_stdout:
+            for src, s in stats.summary().items():
+                click.echo(_summary_line(src, s))
+            if stats.summary() and not no_track:
+                click.echo(compliance.text())
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return
+    if alerts.alerts:
+        click.echo(f"maskwatch: {len(alerts.alerts)} unmasked alert(s)"
+                   + (f"; webhook: {alerts.sender.sent} sent, {alerts.sender.failed} failed, "
+                      f"{alerts.sender.dropped} dropped" if alerts.sender else ""), err=True)
+    click.echo(f"maskwatch: {summary.frames} frames in {summary.elapsed_s:.1f} s ({summary.fps:.1f} frames/s)"
+               + (f", results in {run_dir}" if run_dir else "")
+               + (f", events in {db_path}" if db_path else ""), err=True)
+    if summary.signal is not None:
+        how = "interrupted (SIGINT)" if summary.signal_name == "SIGINT" else f"stopped by {summary.signal_name}"
+        click.echo(f"maskwatch: {how} after {summary.frames} frames; every output was closed", err=True)
+        sys.exit(128 + summary.signal)
+    if summary.failures:
+        click.echo(f"maskwatch: {len(summary.failures)} input(s) could not be read", err=True)
         sys.exit(1)
+
+
+@cli.command()
+@click.option("--db", "db_path", type=click.Path(path_type=Path), required=True, help="The event log (from detect --db).")
+@click.option("--since", default=None, help="Only events at or after this UTC time (2026-05-01T08:00) or age (30m, 2h, 7d).")
+@click.option("--source", default=None, help="Only this source (a path, URL or camera:N; a part of one matches).")
+@click.option("--kind", type=click.Choice(["track_started", "label_changed", "unmasked_alert", "track_ended"]),
+              default=None, help="Only events of this kind.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most N events (oldest first).")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines, one event per line.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
+def events(db_path, since, source, kind, limit, as_json, as_csv) -> None:
+    """Print the events an event log recorded (a table; --json or --csv for programs)."""
+    import csv as csv_mod
+
+    from maskwatch.events import format_table, query_events
+    from maskwatch.events.store import EVENT_COLUMNS
+
+    if as_json and as_csv:
+        raise InputError("--json and --csv both print to stdout; choose one.")
+    rows = query_events(db_path, since=since, source=source, kind=kind, limit=limit)
+    try:
+        if as_json:
+            for r in rows:
+                click.echo(json.dumps(r, ensure_ascii=False))
+        elif as_csv:
+            w = csv_mod.writer(sys.stdout)
+            w.writerow(EVENT_COLUMNS)
+            for r in rows:
+                w.writerow([json.dumps(r[c]) if isinstance(r[c], (list, dict)) else ("" if r[c] is None else r[c])
+                            for c in EVENT_COLUMNS])
+        else:
+            click.echo(format_table(rows))
+            click.echo(f"{len(rows)} event(s)", err=True)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
 
 
 @cli.command()
@@ -280,11 +401,7 @@ def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, we
 @click.option("--score-floor", type=click.FloatRange(0, 1), default=None,
               help="Scene data: face score from which faces are ranked for AP (default 0.05); "
                    "--face-threshold sets the operating point.")
-@click.option("--detector", type=DETECTOR_CHOICES, default="auto", show_default=True)
-@click.option("--detector-model", type=click.Path(path_type=Path), default=None)
-@click.option("--face-threshold", type=click.FloatRange(0, 1), default=None)
-@click.option("--detect-size", type=click.IntRange(0, 4096), default=None)
-@click.option("--min-face", type=click.IntRange(0), default=None)
+@face_options
 @click.option("--project", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--name", default="exp", show_default=True)
 def evaluate(model, data, split_file, score_floor, detector, detector_model, face_threshold, detect_size, min_face,
@@ -354,9 +471,16 @@ def models_fetch(dest) -> None:
 @click.option("--model", "-m", type=click.Path(path_type=Path), default=None)
 @click.option("--detector", type=DETECTOR_CHOICES, default="auto", show_default=True)
 @click.option("--detector-model", type=click.Path(path_type=Path), default=None)
-@click.option("--max-upload-mb", type=click.FloatRange(0.01), default=20.0, show_default=True)
-def serve(host, port, model, detector, detector_model, max_upload_mb) -> None:
+@click.option("--max-upload-mb", type=click.FloatRange(0.01), default=MAX_UPLOAD_MB, show_default=True)
+@click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
+              help="Record live camera sessions and video jobs in this SQLite event log (MASKWATCH_DB).")
+def serve(host, port, model, detector, detector_model, max_upload_mb, db_path) -> None:
     """Start the web app and HTTP API (page at /, API docs at /docs)."""
+    if db_path is not None:
+        from maskwatch.events import connect
+
+        connect(db_path).close()  # a bad path fails here, in one line, before the server starts
+        os.environ["MASKWATCH_DB"] = str(db_path)
     try:
         from maskwatch.server import serve as run_server
     except ImportError as exc:

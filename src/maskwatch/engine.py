@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from maskwatch.classify.model import MaskClassifier
+from maskwatch.defaults import RECLASSIFY_EVERY
 from maskwatch.errors import InputError
 from maskwatch.faces.detector import DetectorSettings, FaceBoxes, create_face_detector
 from maskwatch.io.images import DEFAULT_MAX_PIXELS, decode_image
@@ -63,7 +64,7 @@ class MaskDetector:
         settings: DetectorSettings | None = None,
         threads: int = 1,
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        reclassify_every: int = 5,
+        reclassify_every: int = RECLASSIFY_EVERY,
     ) -> None:
         self.classifier = MaskClassifier(model, threads=threads)
         self.face_detector = create_face_detector(detector, detector_model, settings)
@@ -82,15 +83,20 @@ class MaskDetector:
     def classes(self) -> tuple[str, ...]:
         return self.classifier.classes
 
-    def _faces(self, probs: np.ndarray, boxes: FaceBoxes, track_ids: Sequence[int] | None = None) -> list[Face]:
+    def _faces(self, probs: np.ndarray, boxes: FaceBoxes, track_ids: Sequence[int] | None = None,
+               labels: Sequence[int] | None = None) -> list[Face]:
         faces = []
         ids = track_ids if track_ids is not None else [None] * len(boxes)
-        for box, fscore, p, tid in zip(boxes.xyxy, boxes.scores, probs, ids):
-            k = int(p.argmax())
+        # The model's abstention threshold (calibrated probabilities): a face whose shown label is less
+        # probable than this is marked uncertain. Older model files have none and never abstain.
+        abstain_below = self.classifier.calibration.abstain_below
+        for i, (box, fscore, p, tid) in enumerate(zip(boxes.xyxy, boxes.scores, probs, ids)):
+            k = int(p.argmax()) if labels is None else int(labels[i])
             x1, y1, x2, y2 = (int(round(float(v))) for v in box)
             faces.append(Face(
                 box=(x1, y1, x2, y2), face_score=float(fscore), label=self.classes[k], score=float(p[k]),
                 probs={c: float(v) for c, v in zip(self.classes, p)}, track_id=tid,
+                uncertain=abstain_below is not None and float(p[k]) < abstain_below,
             ))
         return faces
 
@@ -106,7 +112,8 @@ class MaskDetector:
         """Find and classify every face in one BGR ``uint8`` image.
 
         With a ``tracker`` (video), faces continue tracks from earlier frames and only new or stale
-        tracks go through the classifier; each face then carries its track's mean probabilities.
+        tracks go through the classifier; each face then carries its track's label and recent
+        (exponentially averaged) probabilities, and the result's ``events`` what happened to tracks.
         """
         t0 = time.perf_counter()
         boxes = self.find_faces(image_bgr, video=tracker is not None)
@@ -134,13 +141,14 @@ class MaskDetector:
     ) -> FrameResult:
         """Stage 2: crop every face and classify them in one batch (only new or stale tracks with a tracker)."""
         t1 = time.perf_counter()
-        track_ids = None
+        track_ids = labels = None
+        events: list = []
         if tracker is None:
             probs = self.classifier.predict([crop_face(image_bgr, b, self.margin) for b in boxes.xyxy])
             n_classified = len(boxes)
         else:
             index = frame if frame is not None else 0
-            track_ids, need = tracker.assign(boxes.xyxy, index)
+            track_ids, need = tracker.assign(boxes.xyxy, index, time_s)
             fresh = self.classifier.predict([crop_face(image_bgr, boxes.xyxy[i], self.margin) for i in need])
             for i, p in zip(need, fresh):
                 tracker.vote(track_ids[i], p, index)
@@ -148,12 +156,15 @@ class MaskDetector:
             # A frame with no face must still give an (0, n_classes) array: reshape(0, -1) cannot infer it.
             probs = np.array([tracker.tracks[t].probs for t in track_ids], np.float32).reshape(
                 len(boxes), len(self.classes))
+            labels = [tracker.label_of(t) for t in track_ids]
+            tracker.check_alerts(track_ids)
+            events = tracker.drain_events()
         t2 = time.perf_counter()
         h, w = image_bgr.shape[:2]
         return FrameResult(
-            source=source, width=w, height=h, faces=self._faces(probs, boxes, track_ids), frame=frame,
+            source=source, width=w, height=h, faces=self._faces(probs, boxes, track_ids, labels), frame=frame,
             time_s=time_s, timings_ms={**(timings_ms or {}), "classify": (t2 - t1) * 1e3},
-            image=image_bgr if keep_image else None, classified=n_classified,
+            image=image_bgr if keep_image else None, classified=n_classified, events=events,
         )
 
     def _decode_and_detect(self, data: bytes | str | Path, source: str, keep_image: bool) -> FrameResult:
@@ -172,9 +183,12 @@ class MaskDetector:
         """Read an image file and detect; ``source`` in the result is the path as given."""
         return self._decode_and_detect(Path(path), str(path), keep_image)
 
-    def new_tracker(self) -> FaceTracker:
-        """A face tracker for one video, set up with this detector's tracking settings."""
-        return FaceTracker(len(self.classes), reclassify_every=self.reclassify_every)
+    def new_tracker(self, source: str = "", **options) -> FaceTracker:
+        """A face tracker for one video, set up with this detector's tracking settings.
+
+        ``options`` go to :class:`~maskwatch.track.FaceTracker` (``alert_after_s``, ``alpha``, ...)."""
+        options.setdefault("reclassify_every", self.reclassify_every)
+        return FaceTracker(len(self.classes), classes=self.classes, source=source, **options)
 
     def process(self, sources: Sequence[str | Path | Source], vid_stride: int = 1, keep_image: bool = False,
                 on_error=None, track: bool = True) -> Iterator[FrameResult]:
@@ -182,19 +196,15 @@ class MaskDetector:
 
         Decoding and face detection of the next frames run in a background thread while the
         classifier works on the current one (both release the GIL), so the two cores are both used.
-        Video frames are tracked (see :mod:`maskwatch.track`) unless ``track`` is false.
+        Video frames are tracked (see :mod:`maskwatch.track`) unless ``track`` is false; each result
+        carries its :class:`~maskwatch.results.SourceInfo` and its track events, and the last frame
+        of a video also the ``track_ended`` events of the tracks still open. For outputs (files,
+        event log, alerts, reports) and clean stops on signals, use :func:`maskwatch.run`.
         """
         from maskwatch.io.sources import resolve_sources
 
-        resolved = resolve_sources(sources)
-        trackers: dict[int, FaceTracker | None] = {}
-        for k, fr, boxes, detect_ms in _prefetch(self, resolved, vid_stride, on_error):
-            if k not in trackers:
-                trackers.clear()  # one source at a time: earlier trackers are done
-                trackers[k] = self.new_tracker() if track and resolved[k].kind != "image" else None
-            yield self.label_faces(fr.image, boxes, source=fr.source, frame=fr.index, time_s=fr.time_s,
-                                   keep_image=keep_image, tracker=trackers[k],
-                                   timings_ms={"decode": fr.decode_ms, "detect": detect_ms})
+        yield from label_stream(self, resolve_sources(sources), vid_stride=vid_stride, keep_image=keep_image,
+                                on_error=on_error, track=track)
 
     def classify(self, crops_bgr: Sequence[np.ndarray], sources: Iterable[str] | None = None) -> list[CropResult]:
         """Label whole images as face crops (no face detection); see :meth:`MaskClassifier.classify`."""
@@ -202,6 +212,43 @@ class MaskDetector:
 
 
 _DONE = object()
+
+
+def label_stream(engine: MaskDetector, sources: list[Source], vid_stride: int = 1, keep_image: bool = False,
+                 on_error=None, track: bool = True, tracker_options: dict | None = None,
+                 stop=None) -> Iterator[FrameResult]:
+    """Results of already resolved sources, one frame behind the detector so that the last frame of
+    each video carries the ``track_ended`` events of its open tracks.
+
+    ``stop`` (a :class:`threading.Event`): once set, the frame in hand is finished, open tracks are
+    closed, and the stream ends.
+    """
+    held: FrameResult | None = None
+    tracker: FaceTracker | None = None
+    current = None
+    for k, fr, boxes, detect_ms in _prefetch(engine, sources, vid_stride, on_error):
+        if k != current:
+            if held is not None:
+                if tracker is not None:
+                    held.events.extend(tracker.close())
+                yield held
+                held = None
+            current = k
+            tracker = (engine.new_tracker(fr.source, **(tracker_options or {}))
+                       if track and sources[k].kind != "image" else None)
+        result = engine.label_faces(fr.image, boxes, source=fr.source, frame=fr.index, time_s=fr.time_s,
+                                    keep_image=keep_image, tracker=tracker,
+                                    timings_ms={"decode": fr.decode_ms, "detect": detect_ms})
+        result.source_info = getattr(fr, "info", None)
+        if held is not None:
+            yield held
+        held = result
+        if stop is not None and stop.is_set():
+            break
+    if held is not None:
+        if tracker is not None:
+            held.events.extend(tracker.close())
+        yield held
 
 
 def _prefetch(engine: MaskDetector, sources: list[Source], vid_stride: int, on_error, depth: int = 4):

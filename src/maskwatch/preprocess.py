@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 #: Margin added around a detected face box, as a fraction of its width/height on each side.
-DEFAULT_MARGIN = 0.15
+from maskwatch.defaults import MARGIN as DEFAULT_MARGIN  # noqa: E402
 
 
 def crop_face(image: np.ndarray, box: Sequence[float], margin: float = DEFAULT_MARGIN) -> np.ndarray:

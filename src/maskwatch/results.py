@@ -70,6 +70,37 @@ class Face:
         }
 
 
+@dataclass(frozen=True)
+class SourceInfo:
+    """Where a result came from: one image, video file, camera or stream.
+
+    ``kind`` is ``"image"``, ``"video"``, ``"camera"`` or ``"stream"``; ``path`` the file, URL or
+    camera as given; ``width`` / ``height`` the decoded frame size (after rotation); ``fps`` the
+    source's frame rate and ``frame_count`` its length when the container says so (``None``
+    otherwise); ``rotation`` the rotation in degrees the container asked for (already applied to the
+    frames); ``vid_stride`` which frames are used (every N-th), so results come at ``fps / vid_stride``.
+    """
+
+    kind: str
+    path: str
+    width: int
+    height: int
+    fps: float | None = None
+    frame_count: int | None = None
+    rotation: int = 0
+    vid_stride: int = 1
+
+    @property
+    def output_fps(self) -> float | None:
+        """Frames per second of the results (the source rate divided by the stride)."""
+        return None if not self.fps else self.fps / max(self.vid_stride, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path, "width": self.width, "height": self.height,
+                "fps": self.fps, "frame_count": self.frame_count, "rotation": self.rotation,
+                "vid_stride": self.vid_stride}
+
+
 @dataclass
 class FrameResult:
     """Every face found in one image or video frame.
@@ -78,6 +109,9 @@ class FrameResult:
     (``decode``, ``detect``, ``classify``); ``image`` optionally keeps the decoded BGR image for
     annotation and is never serialised; ``classified`` is how many faces went through the classifier
     for this frame (fewer than ``len(faces)`` when video tracking reused earlier verdicts).
+    ``source_info`` describes the source (:class:`SourceInfo`) and ``events`` holds what happened to
+    face tracks on this frame (:class:`maskwatch.track.TrackEvent`: started, label changed, alert,
+    ended); neither is part of the JSON object.
     """
 
     source: str
@@ -89,6 +123,8 @@ class FrameResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
     classified: int = field(default=0, repr=False, compare=False)
+    source_info: SourceInfo | None = field(default=None, repr=False, compare=False)
+    events: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.faces)

@@ -48,7 +48,7 @@ def faces_schema(classes: Iterable[str]):
         ("source", pa.string()), ("frame", pa.int64()), ("time_s", pa.float64()), ("face", pa.int32()),
         ("x1", pa.int32()), ("y1", pa.int32()), ("x2", pa.int32()), ("y2", pa.int32()),
         ("face_score", pa.float64()), ("label", pa.string()), ("score", pa.float64()),
-        *[(f"p_{c}", pa.float64()) for c in classes], ("track_id", pa.int64()),
+        *[(f"p_{c}", pa.float64()) for c in classes], ("track_id", pa.int64()), ("uncertain", pa.bool_()),
     ])
 
 
@@ -239,7 +239,7 @@ class OutputDir:
                         "source": fr["source"], "frame": fr["frame"], "time_s": fr["time_s"], "face": k,
                         "x1": x1, "y1": y1, "x2": x2, "y2": y2, "face_score": f["face_score"], "label": f["label"],
                         "score": f["score"], **{f"p_{c}": f["probs"].get(c) for c in self.classes},
-                        "track_id": f["track_id"],
+                        "track_id": f["track_id"], "uncertain": bool(f.get("uncertain", False)),
                     })
         return rows
 

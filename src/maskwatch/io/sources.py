@@ -17,6 +17,7 @@ import numpy as np
 
 from maskwatch.errors import InputError, MaskwatchError
 from maskwatch.io.images import DEFAULT_MAX_PIXELS, decode_image, is_image_path
+from maskwatch.results import SourceInfo
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class Frame:
     index: int | None
     time_s: float | None
     decode_ms: float
+    info: SourceInfo | None = None
 
 
 #: ``cam:0`` names camera 0 even where a file called ``0`` exists.
@@ -166,6 +168,11 @@ def iter_video(source: Source, vid_stride: int = 1) -> Iterator[Frame]:
     expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if source.kind == "video" else 0
     if not (0 < fps < 1000):
         fps = 0.0
+    try:
+        rotation = int(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0)
+    except (AttributeError, cv2.error):  # older OpenCV builds
+        rotation = 0
+    info: SourceInfo | None = None
     index = 0
     try:
         while True:
@@ -181,7 +188,10 @@ def iter_video(source: Source, vid_stride: int = 1) -> Iterator[Frame]:
                     image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
                 ms = (time.perf_counter() - t0) * 1e3
                 t = index / fps if fps and source.kind == "video" else None
-                yield Frame(image, source.name, index, t, ms)
+                if info is None:
+                    info = SourceInfo(source.kind, source.name, image.shape[1], image.shape[0], fps or None,
+                                      expected or None, rotation, vid_stride)
+                yield Frame(image, source.name, index, t, ms, info)
             index += 1
     finally:
         cap.release()
@@ -211,7 +221,8 @@ def iter_frames(
                 raise
             on_error(exc)
             return
-        yield Frame(image, source.target, None, None, (time.perf_counter() - t0) * 1e3)
+        info = SourceInfo("image", source.target, image.shape[1], image.shape[0])
+        yield Frame(image, source.target, None, None, (time.perf_counter() - t0) * 1e3, info)
         return
     try:
         yield from iter_video(source, vid_stride)

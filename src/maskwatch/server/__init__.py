@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from maskwatch.defaults import MAX_UPLOAD_MB
 from maskwatch.errors import DependencyError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,7 +107,7 @@ def serve(
     model: str | None = None,
     detector: str = "auto",
     detector_model: str | None = None,
-    max_upload_mb: float = 20.0,
+    max_upload_mb: float = MAX_UPLOAD_MB,
     log_level: str = "warning",
     on_ready: Callable[[str], None] | None = None,
 ) -> None:

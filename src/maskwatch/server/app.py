@@ -47,6 +47,7 @@ from starlette.requests import ClientDisconnect
 
 import maskwatch
 from maskwatch.annotate import annotate
+from maskwatch.defaults import MAX_UPLOAD_MB
 from maskwatch.engine import MaskDetector
 from maskwatch.errors import ImageTooLargeError, InputError, MaskwatchError
 from maskwatch.faces.detector import DETECTOR_BACKENDS
@@ -54,6 +55,8 @@ from maskwatch.io.images import ImageInfo, decode_image_with_size, encode_image,
 from maskwatch.results import FrameResult
 from maskwatch.server import is_loopback
 from maskwatch.server.guard import RequestGuard
+from maskwatch.server.jobs import router as jobs_router
+from maskwatch.server.live import router as live_router
 from maskwatch.server.uploads import ClientGone, Upload, UploadError, read_uploads, require_image
 
 log = logging.getLogger(__name__)
@@ -109,7 +112,7 @@ class ServerSettings:
     model: str | None = None
     detector: str = "auto"
     detector_model: str | None = None
-    max_upload_mb: float = 20.0
+    max_upload_mb: float = MAX_UPLOAD_MB
     max_pixels: int = 50_000_000
     workers: int = max(1, min(2, os.cpu_count() or 1))
     max_queue: int = 32
@@ -786,6 +789,9 @@ def create_app(settings: ServerSettings | None = None, engine: MaskDetector | No
         try:
             yield
         finally:
+            for part in ("jobs", "live_sessions"):  # video jobs, live sessions (server/jobs.py, live.py)
+                if getattr(app.state, part, None) is not None:
+                    getattr(app.state, part).close()
             pool.close()
 
     app = FastAPI(
@@ -810,6 +816,8 @@ def create_app(settings: ServerSettings | None = None, engine: MaskDetector | No
     )
     _install_error_handlers(app)
     app.include_router(api)
+    app.include_router(jobs_router)
+    app.include_router(live_router)
     app.include_router(pages)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

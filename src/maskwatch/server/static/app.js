@@ -11,6 +11,7 @@
 
   const $ = (id) => document.getElementById(id);
   let maxUploadBytes = 20 * 1024 * 1024;
+  let liveSession = null;   // one id per Start: the server tracks faces and keeps totals per session
 
   // ---------------------------------------------------------------- server info
   fetch("/health").then((r) => r.json()).then((h) => {
@@ -39,7 +40,9 @@
   /**
    * Draw labelled boxes on ctx; `scale` maps result pixels to canvas pixels. With `numbered`, each
    * label starts with the face's row number in the table, and faces too small for a readable label
-   * get the number alone (the colour still tells the class).
+   * get the number alone (the colour still tells the class). Labels never cover one another: each
+   * goes above its box, below it, or inside its top edge, whichever is free; where none is, it
+   * shrinks to the number alone. The placed label rectangles are kept in `canvas.dataset.labelBoxes`.
    */
   function drawFaces(ctx, faces, scale, numbered) {
     const side = Math.max(ctx.canvas.width, ctx.canvas.height);
@@ -47,25 +50,68 @@
     const baseFont = Math.max(12, Math.round(side / 45));
     ctx.lineWidth = lw;
     ctx.textBaseline = "bottom";
-    faces.forEach((f, i) => {
-      const [x1, y1, x2, y2] = f.box.map((v) => v * scale);
-      const color = f.uncertain ? UNCERTAIN_COLOR : colorFor(f.label);
-      ctx.strokeStyle = color;
+    const W = ctx.canvas.width, H = ctx.canvas.height;
+    const boxes = faces.map((f) => f.box.map((v) => v * scale));
+    const colorOf = (f) => (f.uncertain ? UNCERTAIN_COLOR : colorFor(f.label));
+    boxes.forEach(([x1, y1, x2, y2], i) => {
+      ctx.strokeStyle = colorOf(faces[i]);
       ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    });
+    const placed = [];
+    const hits = (r) => placed.some((q) => r.x < q.x + q.w && q.x < r.x + r.w && r.y < q.y + q.h && q.y < r.y + r.h);
+    const order = faces.map((_, i) => i).sort((a, b) => boxes[a][1] - boxes[b][1]);
+    for (const i of order) {
+      const f = faces[i];
+      const [x1, y1, x2, y2] = boxes[i];
       const fontPx = Math.round(Math.min(baseFont, Math.max(11, (x2 - x1) * 0.45)));
       ctx.font = `600 ${fontPx}px system-ui, sans-serif`;
       const pct = `${Math.round(f.score * 100)}%`;
       const shown = f.uncertain ? `${f.label}?` : f.label;
-      let text = numbered ? `${i + 1} ${shown} ${pct}` : `${shown} ${pct}`;
-      if (numbered && ctx.measureText(text).width > 3 * (x2 - x1)) text = String(i + 1);
-      const tw = ctx.measureText(text).width + 8;
+      const long = numbered ? `${i + 1} ${shown} ${pct}` : `${shown} ${pct}`;
+      const texts = numbered ? [long, String(i + 1)] : [long];
+      if (numbered && ctx.measureText(long).width > 3 * (x2 - x1)) texts.shift();
       const th = fontPx + 6;
-      const ty = y1 - th >= 0 ? y1 - th : Math.min(ctx.canvas.height - th, y2);
-      ctx.fillStyle = color;
-      ctx.fillRect(x1 - lw / 2, ty, tw, th);
+      let spot = null;
+      for (const text of texts) {
+        const tw = ctx.measureText(text).width + 8;
+        const x = Math.max(0, Math.min(W - tw, x1 - lw / 2));
+        for (const y of [y1 - th, y2, y1]) {
+          const r = { x, y: Math.max(0, Math.min(H - th, y)), w: tw, h: th, text };
+          if (!hits(r)) { spot = r; break; }
+        }
+        if (spot) break;
+      }
+      if (!spot) {  // crowded: the number (or label) alone, above the box
+        const text = texts[texts.length - 1];
+        const tw = ctx.measureText(text).width + 8;
+        spot = { x: Math.max(0, Math.min(W - tw, x1)), y: Math.max(0, Math.min(H - th, y1 - th)), w: tw, h: th, text,
+                 overlaps: true };
+      }
+      placed.push(spot);
+      ctx.fillStyle = colorOf(f);
+      ctx.fillRect(spot.x, spot.y, spot.w, spot.h);
       ctx.fillStyle = "#fff";
-      ctx.fillText(text, x1 + 4 - lw / 2, ty + th - 3);
-    });
+      ctx.fillText(spot.text, spot.x + 4, spot.y + th - 3);
+    }
+    ctx.canvas.dataset.labelBoxes = JSON.stringify(placed.map((r) => [r.x, r.y, r.w, r.h, r.overlaps ? 1 : 0]));
+  }
+
+  /** Blur the faces chosen in the photo tab's Blur menu (the picture and its download alike). */
+  function blurFaces(ctx, bitmap, faces, scale) {
+    const choice = ($("photo-blur") || {}).value || "none";
+    const chosen = faces.filter((f) => choice === "all" || f.label === choice);
+    ctx.canvas.dataset.blurred = String(chosen.length);
+    for (const f of chosen) {
+      const [x1, y1, x2, y2] = f.box.map((v) => v * scale);
+      const mx = (x2 - x1) * 0.15, my = (y2 - y1) * 0.15;
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(x1 - mx, y1 - my, x2 - x1 + 2 * mx, y2 - y1 + 2 * my);
+      ctx.clip();
+      ctx.filter = `blur(${Math.max(4, (x2 - x1) / 4)}px)`;
+      ctx.drawImage(bitmap, 0, 0, ctx.canvas.width, ctx.canvas.height);
+      ctx.restore();
+    }
   }
 
   function countFaces(faces) {
@@ -166,10 +212,16 @@
       drawBoxes = false;
     }
     if (bitmap) {
-      canvas.width = bitmap.width;
-      canvas.height = bitmap.height;
-      ctx.drawImage(bitmap, 0, 0);
-      if (drawBoxes) drawFaces(ctx, result.faces, canvas.width / result.width, true);
+      // Small photos are enlarged for viewing (crowd faces of 20 px get readable labels).
+      const up = Math.min(4, Math.max(1, Math.floor(960 / Math.max(bitmap.width, bitmap.height))));
+      canvas.width = bitmap.width * up;
+      canvas.height = bitmap.height * up;
+      ctx.imageSmoothingQuality = "high";
+      ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+      if (drawBoxes) {
+        blurFaces(ctx, bitmap, result.faces, canvas.width / result.width);
+        drawFaces(ctx, result.faces, canvas.width / result.width, true);
+      }
     } else {
       canvas.width = 1; canvas.height = 1;
     }
@@ -277,6 +329,8 @@
     running = true;
     times = [];
     frames = 0;
+    liveSession = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
+    document.dispatchEvent(new CustomEvent("maskwatch:live-started", { detail: { session: liveSession } }));
     $("live-stop").disabled = false;
     liveLoop();
   }
@@ -292,6 +346,10 @@
     ctx.clearRect(0, 0, overlay.width, overlay.height);
     overlay.dataset.boxes = "0";
     overlay.dataset.labels = "";
+    if (liveSession) {
+      document.dispatchEvent(new CustomEvent("maskwatch:live-stopped", { detail: { session: liveSession } }));
+      liveSession = null;
+    }
   }
 
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -313,7 +371,7 @@
       if (!blob || !running) { await sleep(30); continue; }
       let resp;
       try {
-        resp = await fetch("/v1/detect?live=true", {
+        resp = await fetch(`/v1/live?session=${liveSession}`, {
           method: "POST", body: blob, headers: { "Content-Type": "image/jpeg" },
         });
       } catch (e) {
@@ -330,6 +388,7 @@
       if (!running) break;
       if (!liveMessage.hidden) showLiveMessage("");
       showLiveResult(result, resp.headers.get("Server-Timing"));
+      document.dispatchEvent(new CustomEvent("maskwatch:live-result", { detail: result }));
     }
   }
 

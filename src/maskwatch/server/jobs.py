@@ -1,0 +1,432 @@
+"""Video jobs for the web page and API: upload a clip, follow its progress, fetch the results.
+
+``POST /v1/jobs`` (the video as the raw request body; ``?name=clip.mp4``, ``?blur=...``) queues a job
+and answers 202 with its id; ``GET /v1/jobs/{id}`` tells its state and progress and, when done, the
+compliance summary, the tracks, the alerts and links to the files (annotated H.264 MP4, JSON Lines,
+CSV, ``summary.json``, ``timeline.csv``, ``timeline.png``) under ``GET /v1/jobs/{id}/files/{name}``.
+``DELETE /v1/jobs/{id}`` cancels a job and deletes its files.
+
+Unlike photos and live frames, a video must be on disk to be decoded: each job has a private
+temporary folder (mode 700), removed with the job: ``job_ttl_s`` after it finished, on DELETE, or
+when the server stops. Limits: ``max_video_mb`` (413 while the body streams in), ``max_video_s`` of
+video (413), bytes that are no video container (415) or do not decode (422), an upload that sends
+nothing for the server's upload timeout (408; it is a pause, not a total, as videos are large), at most ``max_jobs``
+waiting or running (503 with ``Retry-After``). Jobs run one at a time on their own thread, with
+their own face detector, beside the photo and live workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from maskwatch.errors import MaskwatchError
+
+log = logging.getLogger(__name__)
+
+MB = 1 << 20
+
+#: Files a finished job offers, by name (the only names ``/files/{name}`` serves).
+JOB_FILES = {
+    "video.mp4": "video/mp4",
+    "frames.jsonl": "application/x-ndjson",
+    "faces.csv": "text/csv",
+    "summary.json": "application/json",
+    "timeline.csv": "text/csv",
+    "timeline.png": "image/png",
+}
+
+#: First bytes of video containers OpenCV / FFmpeg decode (MP4 / MOV: 'ftyp' at offset 4).
+_VIDEO_MAGIC = ((4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"), (0, b"RIFF"), (0, b"\x00\x00\x01\xba"), (0, b"FLV"),
+                (0, b"0&\xb2u\x8ef\xcf\x11"))
+
+
+def looks_like_video(head: bytes) -> bool:
+    """Whether the first bytes are those of a video container (MP4/MOV, WebM/MKV, AVI, MPEG-PS, FLV, WMV)."""
+    return any(head[off:off + len(magic)] == magic for off, magic in _VIDEO_MAGIC)
+
+
+@dataclass
+class JobSettings:
+    """Limits of video jobs (``MASKWATCH_MAX_VIDEO_MB``, ``MASKWATCH_MAX_VIDEO_S``, ``MASKWATCH_MAX_JOBS``,
+    ``MASKWATCH_JOB_TTL_S``)."""
+
+    max_video_mb: float = 200.0
+    max_video_s: float = 600.0
+    max_jobs: int = 4
+    job_ttl_s: float = 3600.0
+
+    @classmethod
+    def from_env(cls, env=None) -> JobSettings:
+        env = os.environ if env is None else env
+        d = cls()
+        return cls(
+            max_video_mb=float(env.get("MASKWATCH_MAX_VIDEO_MB") or d.max_video_mb),
+            max_video_s=float(env.get("MASKWATCH_MAX_VIDEO_S") or d.max_video_s),
+            max_jobs=int(env.get("MASKWATCH_MAX_JOBS") or d.max_jobs),
+            job_ttl_s=float(env.get("MASKWATCH_JOB_TTL_S") or d.job_ttl_s),
+        )
+
+
+class JobError(Exception):
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers or {}
+
+
+@dataclass
+class Job:
+    id: str
+    name: str
+    folder: Path
+    blur: str = "none"
+    status: str = "queued"  # queued | running | done | failed | cancelled
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    frames: int = 0
+    total_frames: int | None = None
+    fps: float | None = None
+    duration_s: float | None = None
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    upload: Path | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def to_dict(self) -> dict[str, Any]:
+        progress = None
+        if self.status == "done":
+            progress = 1.0
+        elif self.total_frames:
+            progress = round(min(1.0, self.frames / self.total_frames), 4)
+        now = self.finished or time.time()
+        d = {
+            "id": self.id, "name": self.name, "status": self.status, "progress": progress,
+            "frames": self.frames, "total_frames": self.total_frames, "fps": self.fps, "duration_s": self.duration_s,
+            "queued_s": round((self.started or now) - self.created, 3),
+            "elapsed_s": None if self.started is None else round(now - self.started, 3),
+            "error": self.error, "blur": self.blur,
+        }
+        if self.result is not None:
+            d["result"] = self.result
+            d["files"] = {n: f"/v1/jobs/{self.id}/files/{n}" for n in JOB_FILES if (self.folder / n).is_file()}
+        return d
+
+
+class _Progress:
+    """First sink: counts frames for the job's progress, stops the run when the job is cancelled, and
+    names results and events after the uploaded file rather than the server's temporary path."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def write(self, result) -> None:
+        self.job.frames += 1
+        result.source = self.job.name
+        for ev in result.events:
+            ev.source = self.job.name
+        if self.job.cancel.is_set():
+            from maskwatch.runloop import StopRun
+
+            raise StopRun("cancelled")
+
+    def close(self) -> None:
+        pass
+
+
+class JobManager:
+    """Queue and run video jobs one at a time on a background thread; see the module doc."""
+
+    def __init__(self, engine, settings: JobSettings | None = None, max_pixels: int | None = None) -> None:
+        self.settings = settings or JobSettings.from_env()
+        self.engine = self._own_engine(engine, max_pixels)
+        self.root = Path(tempfile.mkdtemp(prefix="maskwatch-jobs-"))
+        os.chmod(self.root, 0o700)
+        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name="maskwatch-jobs", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _own_engine(engine, max_pixels):
+        clone = copy.copy(engine)  # same classifier (thread-safe), own face detectors
+        if max_pixels is not None:
+            clone.max_pixels = max_pixels
+        for attr in ("face_detector", "video_face_detector"):
+            fd = getattr(engine, attr)
+            if hasattr(fd, "with_settings"):
+                setattr(clone, attr, fd.with_settings(copy.deepcopy(fd.settings)))
+        return clone
+
+    # ------------------------------------------------------------------ bookkeeping
+    def sweep(self) -> None:
+        """Remove jobs that finished more than ``job_ttl_s`` ago, with their files."""
+        now = time.time()
+        with self._lock:
+            old = [j for j in self.jobs.values() if j.finished and now - j.finished > self.settings.job_ttl_s]
+            for j in old:
+                del self.jobs[j.id]
+        for j in old:
+            shutil.rmtree(j.folder, ignore_errors=True)
+
+    def active(self) -> int:
+        return sum(j.status in ("queued", "running") for j in self.jobs.values())
+
+    def get(self, job_id: str) -> Job:
+        self.sweep()
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise JobError(404, f"no job {job_id!r} (jobs and their files are removed "
+                                f"{self.settings.job_ttl_s:g} s after they finish).")
+        return job
+
+    def delete(self, job_id: str) -> None:
+        job = self.get(job_id)
+        job.cancel.set()
+        with self._lock:
+            self.jobs.pop(job_id, None)
+            if job.status == "queued":
+                job.status = "cancelled"
+        if job.status != "running":
+            shutil.rmtree(job.folder, ignore_errors=True)
+
+    # ------------------------------------------------------------------ upload
+    async def create(self, request: Request, name: str, blur: str) -> Job:
+        from maskwatch.privacy import check_blur
+
+        self.sweep()
+        try:
+            check_blur(blur)
+        except MaskwatchError as exc:
+            raise JobError(422, str(exc)) from None
+        if self.active() >= self.settings.max_jobs:
+            raise JobError(503, f"{self.settings.max_jobs} video jobs are already waiting or running; try again "
+                                "in a minute.", {"Retry-After": "30"})
+        limit = int(self.settings.max_video_mb * MB)
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise JobError(413, f"the video is {int(declared) / MB:.1f} MB; videos up to "
+                                f"{self.settings.max_video_mb:g} MB are accepted. Cut or compress it first.")
+        job_id = uuid.uuid4().hex[:12]
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name or "video").name)[:80] or "video"
+        folder = self.root / job_id
+        folder.mkdir(mode=0o700)
+        upload = folder / ("upload" + (Path(safe).suffix.lower() or ".mp4"))
+        size = 0
+        head = b""
+        idle = float(getattr(getattr(request.app.state, "settings", None), "upload_timeout_s", None) or 30.0)
+        chunks = request.stream().__aiter__()
+        try:
+            with upload.open("wb") as fh:
+                while True:
+                    try:  # a client that stops sending holds no upload slot for ever
+                        chunk = await asyncio.wait_for(chunks.__anext__(), idle)
+                    except StopAsyncIteration:
+                        break
+                    except asyncio.TimeoutError:
+                        raise JobError(408, f"the upload stalled: nothing arrived for {idle:g} s; send the video "
+                                            "again.") from None
+                    size += len(chunk)
+                    if size > limit:
+                        raise JobError(413, f"the video is over {self.settings.max_video_mb:g} MB, the limit for "
+                                            "uploads; cut or compress it first.")
+                    if len(head) < 16:
+                        head += chunk[:16]
+                    fh.write(chunk)
+            if size == 0:
+                raise JobError(422, "the request body is empty; send the video file as the body of the POST.")
+            if not looks_like_video(head):
+                raise JobError(415, "this is not a video file (MP4, MOV, WebM, MKV, AVI); for a photo use the "
+                                    "photo upload (POST /v1/detect).")
+            total, fps, duration = self._probe(upload)
+            if duration is not None and duration > self.settings.max_video_s:
+                raise JobError(413, f"the video lasts {duration:.0f} s; videos up to {self.settings.max_video_s:g} s "
+                                    "are accepted. Cut it into parts.")
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        job = Job(job_id, safe, folder, blur=blur, total_frames=total, fps=fps, duration_s=duration, upload=upload)
+        with self._wake:
+            if self.active() >= self.settings.max_jobs:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise JobError(503, "the job queue filled up while the video was uploading; try again in a minute.",
+                               {"Retry-After": "30"})
+            self.jobs[job_id] = job
+            self._wake.notify()
+        return job
+
+    @staticmethod
+    def _probe(path: Path) -> tuple[int | None, float | None, float | None]:
+        import cv2
+
+        from maskwatch.faces.detector import quiet_opencv
+
+        quiet_opencv()
+        cap = cv2.VideoCapture(str(path))
+        try:
+            if not cap.isOpened() or not cap.grab():
+                raise JobError(422, "the video cannot be decoded (corrupt, truncated or an unsupported codec).")
+            fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        finally:
+            cap.release()
+        fps = fps if 0 < fps < 1000 else None
+        return (n or None), fps, (n / fps if n and fps else None)
+
+    # ------------------------------------------------------------------ the worker
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closed and not any(j.status == "queued" for j in self.jobs.values()):
+                    self._wake.wait()
+                if self._closed:
+                    return
+                job = next(j for j in self.jobs.values() if j.status == "queued")
+                job.status = "running"
+                job.started = time.time()
+            try:
+                self._run(job)
+                job.status = "cancelled" if job.cancel.is_set() else "done"
+            except MaskwatchError as exc:
+                job.status, job.error = "failed", str(exc)
+            except Exception as exc:  # noqa: BLE001 - reported on the job, the worker goes on
+                log.exception("video job %s failed", job.id)
+                job.status, job.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+            finally:
+                job.finished = time.time()
+                if job.upload is not None:
+                    job.upload.unlink(missing_ok=True)  # the uploaded video is not kept
+                if job.id not in self.jobs:  # deleted while running
+                    shutil.rmtree(job.folder, ignore_errors=True)
+
+    def _run(self, job: Job) -> None:
+        import maskwatch
+        from maskwatch.alerts import Alerts
+        from maskwatch.io.writers import CsvWriter, JsonlWriter, MediaSaver
+        from maskwatch.report import ComplianceReport
+
+        media = job.folder / "media"
+        saver = MediaSaver(media, blur=job.blur)
+        report = ComplianceReport()
+        alerts = Alerts()
+        sinks = [_Progress(job), JsonlWriter(job.folder / "frames.jsonl"), CsvWriter(job.folder / "faces.csv"),
+                 saver, report, alerts]
+        db = os.environ.get("MASKWATCH_DB")
+        if db:  # maskwatch serve --db: jobs are recorded like detect runs
+            from maskwatch.events import EventLog
+
+            sinks.append(EventLog(db, command=f"maskwatch serve: video job {job.id} ({job.name})"))
+        maskwatch.run([str(job.upload)], sinks, self.engine, handle_signals=False, progress=False)
+        if saver.saved:
+            saver.saved[0].rename(job.folder / "video.mp4")
+        shutil.rmtree(media, ignore_errors=True)
+        report.save(job.folder)
+        summary = json.loads((job.folder / "summary.json").read_text())
+        src = next(iter(summary["sources"].values()), None)
+        tracks = next(iter(summary["tracks"].values()), [])
+        for t in tracks:
+            t.pop("label_seconds", None)
+        job.result = {"summary": src, "tracks": tracks, "alerts": alerts.alerts,
+                      "timeline": report.timeline(report.sources[0]) if report.sources else []}
+        for row in job.result["timeline"]:
+            row.pop("source", None)
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            for j in self.jobs.values():
+                j.cancel.set()
+            self._wake.notify_all()
+        self._thread.join(10)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------- routes
+
+router = APIRouter(tags=["video jobs"])
+
+
+def _manager(request: Request) -> JobManager:
+    jobs = getattr(request.app.state, "jobs", None)
+    if jobs is None:
+        with _create_lock:
+            jobs = getattr(request.app.state, "jobs", None)
+            if jobs is None:
+                pool = request.app.state.pool
+                settings = getattr(request.app.state, "settings", None)
+                jobs = JobManager(pool.engine, max_pixels=getattr(settings, "max_pixels", None))
+                request.app.state.jobs = jobs
+    return jobs
+
+
+_create_lock = threading.Lock()
+
+
+def _answer(exc: JobError) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+
+@router.post("/v1/jobs", status_code=202, summary="Start a video job (the video is the request body)",
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "video/mp4": {"schema": {"type": "string", "format": "binary"}},
+                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+async def create_job(request: Request, name: str = Query("video.mp4", max_length=200),
+                     blur: str = Query("none", description="blur faces in the annotated video: "
+                                                           "none | all | without_mask | with_mask")):
+    """Queue a video (MP4, MOV, WebM, MKV, AVI): 202 with the job; poll ``GET /v1/jobs/{id}``."""
+    try:
+        job = await _manager(request).create(request, name, blur)
+    except JobError as exc:
+        return _answer(exc)
+    return JSONResponse(job.to_dict(), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+@router.get("/v1/jobs/{job_id}", summary="A video job's state, progress and (when done) results")
+async def get_job(request: Request, job_id: str):
+    try:
+        return JSONResponse(_manager(request).get(job_id).to_dict())
+    except JobError as exc:
+        return _answer(exc)
+
+
+@router.get("/v1/jobs/{job_id}/files/{name}", summary="A file a finished video job made")
+async def job_file(request: Request, job_id: str, name: str):
+    try:
+        job = _manager(request).get(job_id)
+    except JobError as exc:
+        return _answer(exc)
+    path = job.folder / name
+    if name not in JOB_FILES or not path.is_file() or job.status != "done":
+        return JSONResponse({"detail": f"job {job_id} has no file {name!r} (yet); files: "
+                                       f"{', '.join(JOB_FILES)}"}, status_code=404)
+    download = f"{Path(job.name).stem}-{name}"
+    return FileResponse(path, media_type=JOB_FILES[name],
+                        content_disposition_type="inline" if name.endswith((".mp4", ".png")) else "attachment",
+                        filename=download)
+
+
+@router.delete("/v1/jobs/{job_id}", status_code=204, summary="Cancel a video job and delete its files")
+async def delete_job(request: Request, job_id: str):
+    try:
+        _manager(request).delete(job_id)
+    except JobError as exc:
+        return _answer(exc)
+    return Response(status_code=204)
