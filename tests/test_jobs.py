@@ -58,7 +58,8 @@ def test_a_video_job_runs_to_results_and_files(client):
         assert progress == sorted(progress)  # it only moves forward
         assert job["frames"] == 234 and job["progress"] == 1.0
         summary = job["result"]["summary"]
-        assert summary["people"] == 1 and summary["people_seen"] == {"with_mask": 1, "without_mask": 1}
+        assert summary["people"] == 1
+        assert {k: v for k, v in summary["people_seen"].items() if v} == {"with_mask": 1, "without_mask": 1}
         (track,) = job["result"]["tracks"]
         assert track["labels_seen"] == ["without_mask", "with_mask"] and track["changes"]
         assert len(job["result"]["timeline"]) == 10

@@ -161,10 +161,14 @@ def test_detect_multipart_matches_the_engine(client, engine, scene_bytes):
         assert 0 <= x1 < x2 <= got["width"] and 0 <= y1 < y2 <= got["height"]
         assert f["label"] in engine.classes
         assert 0.0 <= f["score"] <= 1.0 and set(f["probs"]) == set(engine.classes)
-    n_with = sum(f["label"] == "with_mask" for f in got["faces"])
+    def count(label: str) -> str:  # uncertain faces are counted apart from their best guess
+        return str(sum(f["label"] == label and not f["uncertain"] for f in got["faces"]))
+
     assert r.headers["x-faces-total"] == str(len(got["faces"]))
-    assert r.headers["x-faces-with-mask"] == str(n_with)
-    assert r.headers["x-faces-without-mask"] == str(len(got["faces"]) - n_with)
+    assert r.headers["x-faces-with-mask"] == count("with_mask")
+    assert r.headers["x-faces-without-mask"] == count("without_mask")
+    assert r.headers["x-faces-mask-incorrect"] == count("mask_incorrect")
+    assert r.headers["x-faces-uncertain"] == str(sum(f["uncertain"] for f in got["faces"]))
     assert "detect;dur=" in r.headers["server-timing"]
 
 

@@ -543,6 +543,8 @@ def _result_headers(result: FrameResult) -> dict[str, str]:
         "X-Faces-Total": str(counts.get("total", 0)),
         "X-Faces-With-Mask": str(counts.get("with_mask", 0)),
         "X-Faces-Without-Mask": str(counts.get("without_mask", 0)),
+        "X-Faces-Mask-Incorrect": str(counts.get("mask_incorrect", 0)),
+        "X-Faces-Uncertain": str(counts.get("uncertain", 0)),
         "Server-Timing": timing,
     }
 
