@@ -123,7 +123,7 @@ class _ImageLines:
     def write(self, result) -> None:
         if result.frame is None:
             c = result.counts()
-            per = ", ".join(f"{c.get(k, 0)} {k}" for k in self.classes)
+            per = ", ".join(f"{c.get(k, 0)} {k}" for k in (*self.classes, "uncertain") if k in self.classes or c.get(k))
             click.echo(f"{result.source}: {c['total']} faces, {per}")
 
     def close(self) -> None:
