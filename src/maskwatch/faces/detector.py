@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -253,23 +254,30 @@ class YuNetDetector(_BaseDetector):
 
 _omp_local = threading.local()
 
+#: OpenMP threads yuface may use per calling thread. Measured on this 2-core machine,
+#: single-masked.mp4 through `maskwatch detect --detector yuface` (benchmarks/detector_paths.py):
+#: 1 thread 9.6 s quiet / 19.0 s beside two CPU hogs; 2 threads with passive waiting 6.6 s / 17.2 s;
+#: 2 threads with OpenMP's default spin-waiting 7.3 s / 30.6 s, and 2-3 frames/s in the field.
+YUFACE_OMP_THREADS = 2
 
-def _single_openmp_thread() -> None:
-    """Make yuface's OpenMP run on one thread in the calling thread (once per thread).
 
-    yuface parallelises each frame with OpenMP (its own bundled libgomp), and OpenMP keeps a
-    separate team of spinning worker threads for every thread that calls it. Beside the engine's
-    own two stages (decode+detect in one thread, classify in another) those teams oversubscribe
-    the cores: measured here on single-masked.mp4, 330 ms per frame when the first call came from
-    the engine's background thread, against 43 ms with one OpenMP thread, from any thread. The
-    setting is per calling thread in OpenMP, hence once per thread, and only for yuface's libgomp.
+def _limit_openmp_threads() -> None:
+    """Limit yuface's OpenMP team in the calling thread (once per thread) to :data:`YUFACE_OMP_THREADS`.
+
+    yuface parallelises each frame with OpenMP (its own bundled libgomp), which by default starts a
+    team of as many threads as there are cores for every thread that calls it, and makes idle team
+    threads spin. Beside the engine's own two stages (decode+detect in one thread, classify in
+    another) or any other load, spinning teams oversubscribe the cores and every barrier waits for a
+    descheduled thread: 6-10x slower. The thread count is per calling thread in OpenMP, hence once
+    per thread; the wait policy is set to passive before yuface loads (:class:`YuFaceDetector`).
     """
     if getattr(_omp_local, "done", False):
         return
     _omp_local.done = True
+    n = max(1, min(YUFACE_OMP_THREADS, os.cpu_count() or 1))
     for lib in _yuface_libgomp():
         try:
-            lib.omp_set_num_threads(1)
+            lib.omp_set_num_threads(n)
         except AttributeError:  # pragma: no cover - not an OpenMP runtime after all
             pass
 
@@ -308,6 +316,10 @@ class YuFaceDetector(_BaseDetector):
 
     def __init__(self, settings: DetectorSettings | None = None) -> None:
         super().__init__(settings)
+        # Idle OpenMP threads must sleep, not spin, or they steal the cores the rest of the pipeline
+        # needs (see _limit_openmp_threads). Read once, when yuface's own libgomp loads; a user's
+        # own OMP_WAIT_POLICY wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             from yuface import c_detect
         except ImportError as exc:
@@ -318,7 +330,7 @@ class YuFaceDetector(_BaseDetector):
         return YuFaceDetector(settings)
 
     def _raw_detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        _single_openmp_thread()
+        _limit_openmp_threads()
         result = np.asarray(self._detect(image_bgr))
         if result.size == 0:
             return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
