@@ -468,13 +468,12 @@ def models_fetch(dest) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--model", "-m", type=click.Path(path_type=Path), default=None)
-@click.option("--detector", type=DETECTOR_CHOICES, default="auto", show_default=True)
-@click.option("--detector-model", type=click.Path(path_type=Path), default=None)
+@detector_options
 @click.option("--max-upload-mb", type=click.FloatRange(0.01), default=MAX_UPLOAD_MB, show_default=True)
 @click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
               help="Record live camera sessions and video jobs in this SQLite event log (MASKWATCH_DB).")
-def serve(host, port, model, detector, detector_model, max_upload_mb, db_path) -> None:
+def serve(host, port, model, detector, detector_model, face_threshold, detect_size, min_face, max_upload_mb,
+          db_path) -> None:
     """Start the web app and HTTP API (page at /, API docs at /docs)."""
     if db_path is not None:
         from maskwatch.events import connect
@@ -488,7 +487,7 @@ def serve(host, port, model, detector, detector_model, max_upload_mb, db_path) -
     logging.getLogger("maskwatch.server").setLevel(logging.WARNING)  # its non-loopback warning
     try:
         run_server(host=host, port=port, model=model, detector=detector, detector_model=detector_model,
-                   max_upload_mb=max_upload_mb,
+                   max_upload_mb=max_upload_mb, detector_settings=_settings(face_threshold, detect_size, min_face),
                    on_ready=lambda url: click.echo(f"maskwatch: serving on {url}  (Ctrl+C to stop)", err=True))
     except (KeyboardInterrupt, click.exceptions.Abort):
         pass

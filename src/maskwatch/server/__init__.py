@@ -18,6 +18,7 @@ from maskwatch.errors import DependencyError, InputError
 if TYPE_CHECKING:  # pragma: no cover
     from fastapi import FastAPI
 
+    from maskwatch.faces.detector import DetectorSettings
     from maskwatch.server.app import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ def serve(
     max_upload_mb: float = MAX_UPLOAD_MB,
     log_level: str = "warning",
     on_ready: Callable[[str], None] | None = None,
+    detector_settings: DetectorSettings | None = None,
 ) -> None:
     """Load the model and face detector once, then serve the web page and API until interrupted.
 
@@ -129,7 +131,7 @@ def serve(
 
     settings = ServerSettings.from_env(
         host=host, port=port, model=model, detector=detector, detector_model=detector_model,
-        max_upload_mb=max_upload_mb, log_level=log_level,
+        max_upload_mb=max_upload_mb, log_level=log_level, detector_settings=detector_settings,
     )
     if not is_loopback(settings.host):
         log.warning(

@@ -50,7 +50,7 @@ from maskwatch.annotate import annotate
 from maskwatch.defaults import MAX_UPLOAD_MB
 from maskwatch.engine import MaskDetector
 from maskwatch.errors import ImageTooLargeError, InputError, MaskwatchError
-from maskwatch.faces.detector import DETECTOR_BACKENDS
+from maskwatch.faces.detector import DETECTOR_BACKENDS, DetectorSettings
 from maskwatch.io.images import ImageInfo, decode_image_with_size, encode_image, probe_image
 from maskwatch.results import FrameResult
 from maskwatch.server import is_loopback
@@ -105,6 +105,8 @@ class ServerSettings:
             (``MASKWATCH_LIVE_DETECT_SIZE``); photos use the engine's own size.
         max_crops: most face crops in one ``/v1/classify`` request (``MASKWATCH_MAX_CROPS``).
         log_level: uvicorn / maskwatch log level (``MASKWATCH_LOG_LEVEL``).
+        detector_settings: face-detector thresholds and sizes (the ``--face-threshold``,
+            ``--detect-size``, ``--min-face`` options every command shares); ``None`` for the defaults.
     """
 
     host: str = "127.0.0.1"
@@ -120,6 +122,7 @@ class ServerSettings:
     live_detect_size: int = 480
     max_crops: int = 64
     log_level: str = "warning"
+    detector_settings: DetectorSettings | None = None
 
     def __post_init__(self) -> None:
         if self.max_upload_mb <= 0:
@@ -166,6 +169,7 @@ class ServerSettings:
             "live_detect_size": _env_number(env, "MASKWATCH_LIVE_DETECT_SIZE", int, d["live_detect_size"].default),
             "max_crops": _env_number(env, "MASKWATCH_MAX_CROPS", int, d["max_crops"].default),
             "log_level": env.get("MASKWATCH_LOG_LEVEL") or d["log_level"].default,
+            "detector_settings": None,
         }
         unknown = set(overrides) - set(values)
         if unknown:
@@ -184,6 +188,7 @@ def load_engine(settings: ServerSettings) -> MaskDetector:
         model=settings.model,
         detector=settings.detector,
         detector_model=settings.detector_model,
+        settings=settings.detector_settings,
         threads=1,
         max_pixels=settings.max_pixels,
     )
