@@ -296,7 +296,6 @@ def main(argv: list[str] | None = None) -> int:
         heavy = one_at_a_time(port, proc.pid, [c for c in cases if c[0] in ("png16-7000", "png-7000", "32-crops-7000")])
 
         # Phase 1: abandoned requests, then one ordinary request.
-        t0 = time.perf_counter()
         answers: collections.Counter = collections.Counter()
         threads = [threading.Thread(target=abandon, args=(port, photos[k % len(photos)][1], args.give_up, answers))
                    for k in range(args.abandon)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,25 @@ def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
         "lifespan": "on",
         "h11_max_incomplete_event_size": MAX_HEADER_BUFFER,
     }
+
+
+_state_lock = threading.Lock()
+
+
+def lazy_state(app: Any, name: str, factory: Callable[[], Any]) -> Any:
+    """``app.state.<name>``, made by ``factory()`` on first use (once, whatever the threads).
+
+    Video jobs and live sessions start their threads, temporary folder or event log only when a
+    server is first asked for them; the lifespan closes whatever was made.
+    """
+    value = getattr(app.state, name, None)
+    if value is None:
+        with _state_lock:
+            value = getattr(app.state, name, None)
+            if value is None:
+                value = factory()
+                setattr(app.state, name, value)
+    return value
 
 
 def create_app(settings: ServerSettings | None = None, engine: Any = None) -> FastAPI:

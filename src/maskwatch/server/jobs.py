@@ -37,6 +37,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from maskwatch.errors import MaskwatchError
+from maskwatch.server import lazy_state
 
 log = logging.getLogger(__name__)
 
@@ -365,19 +366,11 @@ router = APIRouter(tags=["video jobs"])
 
 
 def _manager(request: Request) -> JobManager:
-    jobs = getattr(request.app.state, "jobs", None)
-    if jobs is None:
-        with _create_lock:
-            jobs = getattr(request.app.state, "jobs", None)
-            if jobs is None:
-                pool = request.app.state.pool
-                settings = getattr(request.app.state, "settings", None)
-                jobs = JobManager(pool.engine, max_pixels=getattr(settings, "max_pixels", None))
-                request.app.state.jobs = jobs
-    return jobs
+    def make() -> JobManager:
+        settings = getattr(request.app.state, "settings", None)
+        return JobManager(request.app.state.pool.engine, max_pixels=getattr(settings, "max_pixels", None))
 
-
-_create_lock = threading.Lock()
+    return lazy_state(request.app, "jobs", make)
 
 
 def _answer(exc: JobError) -> JSONResponse:

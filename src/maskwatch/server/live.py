@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 
 from maskwatch.defaults import MIN_TRACK_FRAMES
 from maskwatch.report import ComplianceReport
+from maskwatch.server import lazy_state
 
 SESSION_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 
@@ -130,17 +131,10 @@ class LiveSessions:
 
 
 router = APIRouter(tags=["live"])
-_create_lock = threading.Lock()
 
 
 def _sessions(request: Request) -> LiveSessions:
-    sessions = getattr(request.app.state, "live_sessions", None)
-    if sessions is None:
-        with _create_lock:
-            sessions = getattr(request.app.state, "live_sessions", None)
-            if sessions is None:
-                sessions = request.app.state.live_sessions = LiveSessions(db=os.environ.get("MASKWATCH_DB") or None)
-    return sessions
+    return lazy_state(request.app, "live_sessions", lambda: LiveSessions(db=os.environ.get("MASKWATCH_DB") or None))
 
 
 @router.post("/v1/live", summary="One live camera frame, tracked within a session, with running totals")
