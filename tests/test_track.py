@@ -14,7 +14,7 @@ def test_iou():
 
 
 def test_moving_face_keeps_its_track_and_is_reclassified_periodically():
-    tr = FaceTracker(2, reclassify_every=3, min_votes=1)
+    tr = FaceTracker(2, reclassify_every=3, reclassify_stable_every=3, min_votes=1)
     classified = []
     for frame in range(7):
         box = np.array([[10 + 2 * frame, 10, 60 + 2 * frame, 60]], np.float32)
@@ -53,7 +53,8 @@ def feed(tr, verdicts, fps=10.0, start=0):
 
 
 def test_one_odd_verdict_does_not_flip_the_label_but_a_real_change_does():
-    tr = FaceTracker(2, classes=("with_mask", "without_mask"), reclassify_every=1, alert_after_s=None)
+    tr = FaceTracker(2, classes=("with_mask", "without_mask"), reclassify_every=1,
+                     reclassify_stable_every=1, alert_after_s=None)
     events = feed(tr, [MASKED] * 5 + [UNMASKED] + [MASKED] * 5)
     assert [e.kind for e in events] == ["track_started"]
     assert tr.label_of(1) == 0
@@ -76,7 +77,8 @@ def test_a_disagreeing_verdict_is_checked_on_the_next_frame():
 
 
 def test_time_per_label_first_last_and_end_events():
-    tr = FaceTracker(2, classes=("with_mask", "without_mask"), reclassify_every=1, alert_after_s=None)
+    tr = FaceTracker(2, classes=("with_mask", "without_mask"), reclassify_every=1,
+                     reclassify_stable_every=1, alert_after_s=None)
     feed(tr, [UNMASKED] * 10 + [MASKED] * 10)  # 2 s at 10 fps, switches at frame 11
     (ended,) = tr.close()
     s = ended.track
@@ -87,7 +89,8 @@ def test_time_per_label_first_last_and_end_events():
 
 
 def test_unmasked_alert_once_per_track_after_the_delay_and_a_cooldown_per_source():
-    tr = FaceTracker(2, classes=("with_mask", "without_mask"), reclassify_every=1, alert_after_s=1.0,
+    tr = FaceTracker(2, classes=("with_mask", "without_mask"), reclassify_every=1,
+                     reclassify_stable_every=1, alert_after_s=1.0,
                      alert_cooldown_s=5.0)
     far = np.array([[200, 200, 250, 250]], np.float32)
     events = []
@@ -107,6 +110,7 @@ def test_unmasked_alert_once_per_track_after_the_delay_and_a_cooldown_per_source
 
 def test_class_names_come_from_the_model_not_a_fixed_pair():
     tr = FaceTracker(3, classes=("with_mask", "without_mask", "mask_incorrect"), reclassify_every=1,
+                     reclassify_stable_every=1,
                      alert_after_s=0.5)
     events = []
     for frame in range(10):
@@ -117,3 +121,49 @@ def test_class_names_come_from_the_model_not_a_fixed_pair():
         events += tr.drain_events()
     assert events[0].label == "mask_incorrect"
     assert any(e.kind == "unmasked_alert" for e in events)  # not wearing it properly counts as unmasked
+
+
+def test_a_stable_confident_face_is_classified_less_often_and_again_when_it_changes_size():
+    tr = FaceTracker(2, classes=("with_mask", "without_mask"), reclassify_every=5, reclassify_stable_every=15,
+                     min_votes=1)
+    asked = []
+    for frame in range(60):
+        grow = 1.0 if frame < 40 else 1.8  # the person walks up to the camera at frame 40
+        box = np.array([[10, 10, 10 + 50 * grow, 10 + 50 * grow]], np.float32)
+        ids, need = tr.assign(box, frame, frame / 30)
+        if need:
+            asked.append(frame)
+            tr.vote(ids[0], MASKED, frame)
+    # 0 and 5: two sure verdicts make the track stable; then every 15 frames; at 40 the face is
+    # much bigger than when last classified, so it is looked at again at once.
+    assert asked == [0, 5, 20, 35, 40, 55]
+    assert tr.is_stable(1)
+
+
+def test_a_doubtful_face_never_becomes_stable():
+    tr = FaceTracker(2, classes=("with_mask", "without_mask"), reclassify_every=5, reclassify_stable_every=15,
+                     min_votes=1)
+    asked = []
+    for frame in range(30):
+        ids, need = tr.assign(BOX, frame, frame / 30)
+        if need:
+            asked.append(frame)
+            tr.vote(ids[0], np.array([0.75, 0.25]), frame)  # right label, but not sure of it
+    assert asked == [0, 5, 10, 15, 20, 25]
+    assert not tr.is_stable(1)
+
+
+def test_a_stable_track_that_changes_is_followed_at_once():
+    tr = FaceTracker(2, classes=("with_mask", "without_mask"), reclassify_every=5, reclassify_stable_every=15,
+                     min_votes=1, alert_after_s=None)
+    asked, events = [], []
+    for frame in range(50):
+        ids, need = tr.assign(BOX, frame, frame / 30)
+        if need:
+            asked.append(frame)
+            tr.vote(ids[0], MASKED if frame < 20 else UNMASKED, frame)
+        events += tr.drain_events()
+    # stable after 0 and 5; the verdict at 20 disagrees: 21 confirms the change, then the base period
+    assert asked[:5] == [0, 5, 20, 21, 26]
+    assert [e.kind for e in events] == ["track_started", "label_changed"]
+    assert events[1].frame == 21

@@ -16,7 +16,13 @@ from pathlib import Path
 import click
 
 from maskwatch import __version__
-from maskwatch.defaults import ALERT_AFTER_S, MAX_UPLOAD_MB, MIN_TRACK_FRAMES, RECLASSIFY_EVERY
+from maskwatch.defaults import (
+    ALERT_AFTER_S,
+    MAX_UPLOAD_MB,
+    MIN_TRACK_FRAMES,
+    RECLASSIFY_EVERY,
+    RECLASSIFY_STABLE_EVERY,
+)
 from maskwatch.errors import InputError, MaskwatchError
 
 log = logging.getLogger("maskwatch")
@@ -71,6 +77,17 @@ def detector_options(f):
     f = face_options(f)
     return click.option("--model", "-m", type=click.Path(path_type=Path), default=None,
                         help="maskwatch .onnx classifier (default: the bundled model).")(f)
+
+
+def tracking_options(f):
+    """``--reclassify-every`` and ``--reclassify-stable-every``: how often tracked video faces are classified."""
+    f = click.option("--reclassify-stable-every", type=click.IntRange(1), default=RECLASSIFY_STABLE_EVERY,
+                     show_default=True,
+                     help="The same for a stable face (its last verdicts agreed, confidently, and it kept its "
+                          "size); at least --reclassify-every.")(f)
+    return click.option("--reclassify-every", type=click.IntRange(1), default=RECLASSIFY_EVERY, show_default=True,
+                        help="In videos, classify a tracked face again after N frames (1 and "
+                             "--reclassify-stable-every 1: every frame).")(f)
 
 
 def _engine(model, detector, detector_model, face_threshold, detect_size, min_face, **kw):
@@ -149,8 +166,7 @@ def _summary_line(src: str, s: dict) -> str:
 @click.option("--name", default="exp", show_default=True, help="Run folder name (exp, exp2, ...).")
 @click.option("--show", is_flag=True, help="Show a live window (needs a display and GUI OpenCV).")
 @click.option("--vid-stride", type=click.IntRange(1), default=1, show_default=True, help="Use every N-th video frame.")
-@click.option("--reclassify-every", type=click.IntRange(1), default=RECLASSIFY_EVERY, show_default=True,
-              help="In videos, classify a tracked face again after N frames (1: every frame).")
+@tracking_options
 @click.option("--no-track", is_flag=True, help="Classify every face in every video frame independently.")
 @click.option("--blur", type=click.Choice(["none", "all", "without_mask", "with_mask"]), default="none",
               show_default=True, help="Blur these faces in saved images and videos.")
@@ -169,8 +185,9 @@ def _summary_line(src: str, s: dict) -> str:
 @click.option("--min-track-frames", type=click.IntRange(1), default=MIN_TRACK_FRAMES, show_default=True,
               help="A face track counts as a person when seen on at least N frames.")
 def detect(sources, model, detector, detector_model, face_threshold, detect_size, min_face, json_path, csv_path,
-           save, project, name, show, vid_stride, reclassify_every, no_track, blur, db_path, retention_days,
-           alert_after, alert_cooldown, alert_webhook, alert_thumbnails, report, min_track_frames) -> None:
+           save, project, name, show, vid_stride, reclassify_every, reclassify_stable_every, no_track, blur, db_path,
+           retention_days, alert_after, alert_cooldown, alert_webhook, alert_thumbnails, report,
+           min_track_frames) -> None:
     """Find and label every face in SOURCES: images, folders, globs, videos, camera indices (0), URLs."""
     from maskwatch.analytics import VideoStats
     from maskwatch.io.sources import resolve_sources
@@ -188,7 +205,7 @@ def detect(sources, model, detector, detector_model, face_threshold, detect_size
     _check_outputs({"--json": json_path, "--csv": csv_path, "--db": db_path}, may_exist=("--db",))
     resolved = resolve_sources(sources)
     engine = _engine(model, detector, detector_model, face_threshold, detect_size, min_face,
-                     reclassify_every=reclassify_every)
+                     reclassify_every=reclassify_every, reclassify_stable_every=reclassify_stable_every)
     quiet_stdout = "-" in (json_path, csv_path)
     window = LiveWindow() if show else None
     alerts = Alerts(alert_webhook, thumbnails=alert_thumbnails) if alert_webhook else Alerts()
@@ -421,14 +438,15 @@ def evaluate(model, data, split_file, score_floor, detector, detector_model, fac
 @click.option("--frames", type=click.IntRange(1), default=300, show_default=True, help="Frames to time.")
 @click.option("--baseline/--no-baseline", default=False,
               help="Also time the classic tutorial pipeline (res10 SSD + Keras predict; needs [train]).")
-@click.option("--reclassify-every", type=click.IntRange(1), default=5, show_default=True)
+@tracking_options
 @click.option("--json", "json_path", default=None, help="Also write the numbers as JSON here.")
 def benchmark(source, model, detector, detector_model, face_threshold, detect_size, min_face, frames, baseline,
-              reclassify_every, json_path) -> None:
+              reclassify_every, reclassify_stable_every, json_path) -> None:
     """Frames/s end to end and milliseconds per stage on a video or folder (SOURCE)."""
     from maskwatch.benchmark import format_table, run_benchmark
 
     rows = run_benchmark(source, frames=frames, baseline=baseline, reclassify_every=reclassify_every,
+                         reclassify_stable_every=reclassify_stable_every,
                          engine_factory=lambda **kw: _engine(model, detector, detector_model, face_threshold,
                                                              detect_size, min_face, **kw))
     click.echo(format_table(rows))

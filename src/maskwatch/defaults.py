@@ -8,6 +8,14 @@ from __future__ import annotations
 #: In videos, a tracked face is classified again after this many frames.
 RECLASSIFY_EVERY = 5
 
+#: In videos, a *stable* track (its last verdicts agreed with its label, confidently, and its face has
+#: not changed size much since) is classified again only after this many frames (0.5 s at 30 fps).
+RECLASSIFY_STABLE_EVERY = 15
+
+#: A verdict counts towards a track's stability when it agrees with the label at this calibrated
+#: probability or more.
+STABLE_CONFIDENCE = 0.9
+
 #: Margin around a face box when cropping, as a fraction of the box, for models that do not record
 #: their own (the bundled model records 0.05).
 MARGIN = 0.15

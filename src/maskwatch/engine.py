@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from maskwatch.classify.model import MaskClassifier
-from maskwatch.defaults import RECLASSIFY_EVERY
+from maskwatch.defaults import RECLASSIFY_EVERY, RECLASSIFY_STABLE_EVERY
 from maskwatch.errors import InputError
 from maskwatch.faces.detector import DetectorSettings, FaceBoxes, create_face_detector
 from maskwatch.io.images import DEFAULT_MAX_PIXELS, decode_image
@@ -49,6 +49,8 @@ class MaskDetector:
         threads: ONNX Runtime threads for the classifier.
         max_pixels: pixel limit for decoded images.
         reclassify_every: in videos, a tracked face is classified again after this many frames.
+        reclassify_stable_every: the same for a stable track (confident, agreeing verdicts, same face
+            size); raised to ``reclassify_every`` if lower, so ``1, 1`` classifies every face every frame.
 
     Example:
         >>> det = MaskDetector()
@@ -65,6 +67,7 @@ class MaskDetector:
         threads: int = 1,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         reclassify_every: int = RECLASSIFY_EVERY,
+        reclassify_stable_every: int = RECLASSIFY_STABLE_EVERY,
     ) -> None:
         self.classifier = MaskClassifier(model, threads=threads)
         self.face_detector = create_face_detector(detector, detector_model, settings)
@@ -75,9 +78,12 @@ class MaskDetector:
         )
         self.margin = float(self.classifier.info.preprocessing.get("margin", DEFAULT_MARGIN))
         self.max_pixels = max_pixels
-        if reclassify_every < 1:
-            raise InputError(f"reclassify_every must be >= 1 frame, got {reclassify_every}")
+        for name, value in (("reclassify_every", reclassify_every),
+                            ("reclassify_stable_every", reclassify_stable_every)):
+            if value < 1:
+                raise InputError(f"{name} must be >= 1 frame, got {value}")
         self.reclassify_every = reclassify_every
+        self.reclassify_stable_every = max(reclassify_every, reclassify_stable_every)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -188,6 +194,7 @@ class MaskDetector:
 
         ``options`` go to :class:`~maskwatch.track.FaceTracker` (``alert_after_s``, ``alpha``, ...)."""
         options.setdefault("reclassify_every", self.reclassify_every)
+        options.setdefault("reclassify_stable_every", self.reclassify_stable_every)
         return FaceTracker(len(self.classes), classes=self.classes, source=source, **options)
 
     def process(self, sources: Sequence[str | Path | Source], vid_stride: int = 1, keep_image: bool = False,

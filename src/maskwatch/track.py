@@ -3,7 +3,11 @@
 A face matched to a track (IoU with the track's last box) reuses the track's label; the classifier
 runs on new faces, on tracks whose last verdict is older than ``reclassify_every`` frames, and on
 the next frame after a verdict that disagreed with the track's label (so a change is confirmed
-quickly). A track's probabilities are an exponential average of its recent verdicts, and its label
+quickly). A *stable* track, whose last ``stable_votes`` verdicts all agreed with its label at
+``stable_confidence`` or more and whose face has not grown or shrunk by more than
+``stable_scale`` since, is looked at only every ``reclassify_stable_every`` frames: in a crowd most
+faces are stable most of the time, and the classifier's time goes to new, doubtful and changing
+faces instead. A track's probabilities are an exponential average of its recent verdicts, and its label
 changes only when another class reaches ``switch_threshold`` (hysteresis): a person putting a mask
 on switches within a few verdicts, a single odd verdict does not make the label flicker.
 
@@ -23,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from maskwatch.boxes import box_iou
-from maskwatch.defaults import ALERT_AFTER_S, RECLASSIFY_EVERY
+from maskwatch.defaults import ALERT_AFTER_S, RECLASSIFY_EVERY, RECLASSIFY_STABLE_EVERY, STABLE_CONFIDENCE
 
 #: Labels that count as wearing a mask properly; every other class of a model is non-compliant.
 COMPLIANT_LABELS = frozenset({"with_mask"})
@@ -89,6 +93,8 @@ class Track:
     unmasked_since: float | None = None
     alerted: bool = False
     contested: bool = False
+    streak: int = 0
+    classified_area: float = 0.0
 
     @property
     def probs(self) -> np.ndarray:
@@ -122,6 +128,11 @@ class FaceTracker:
         iou_threshold: minimum IoU between a face and a track's last box to continue the track.
         max_age: frames a track survives without being matched.
         reclassify_every: frames after which a tracked face is classified again (1 = every frame).
+        reclassify_stable_every: the same for stable tracks (raised to ``reclassify_every`` if lower).
+        stable_votes: consecutive confident verdicts agreeing with the label that make a track stable.
+        stable_confidence: probability of the label a verdict needs to count towards stability.
+        stable_scale: a stable track whose face area changed by more than this factor since its
+            last verdict (walking towards the camera, turning) is classified again at once.
         min_votes: a track is classified on each of its first ``min_votes`` frames regardless.
         classes: class names in the model's output order (for labels and events).
         alpha: weight of a new verdict in the track's exponential average (1 = last verdict only).
@@ -135,6 +146,10 @@ class FaceTracker:
     iou_threshold: float = 0.3
     max_age: int = 8
     reclassify_every: int = RECLASSIFY_EVERY
+    reclassify_stable_every: int = RECLASSIFY_STABLE_EVERY
+    stable_votes: int = 2
+    stable_confidence: float = STABLE_CONFIDENCE
+    stable_scale: float = 1.5
     min_votes: int = 2
     classes: tuple[str, ...] = ()
     alpha: float = 0.5
@@ -201,12 +216,26 @@ class FaceTracker:
             tr.last_seen = frame
             tr.last_t = t
             tr.frames_seen += 1
-            if (tr.n_votes < self.min_votes or tr.contested
-                    or frame - tr.last_classified >= self.reclassify_every):
+            if tr.n_votes < self.min_votes or tr.contested or frame - tr.last_classified >= self._interval(tr):
                 need.append(bi)
         for tid in [tid for tid, tr in self.tracks.items() if frame - tr.last_seen > self.max_age]:
             self._end(self.tracks.pop(tid))
         return track_of, need
+
+    def _interval(self, tr: Track) -> int:
+        """Frames until the track's next verdict: longer for a stable track whose face kept its size."""
+        if tr.streak < self.stable_votes or tr.classified_area <= 0:
+            return self.reclassify_every
+        x1, y1, x2, y2 = (float(v) for v in tr.box)
+        ratio = max((x2 - x1) * (y2 - y1), 1e-6) / tr.classified_area
+        if ratio > self.stable_scale or ratio < 1 / self.stable_scale:
+            return 0
+        return max(self.reclassify_every, self.reclassify_stable_every)
+
+    def is_stable(self, track_id: int) -> bool:
+        """Whether the track is looked at only every ``reclassify_stable_every`` frames now."""
+        tr = self.tracks[track_id]
+        return tr.streak >= self.stable_votes and self._interval(tr) > self.reclassify_every
 
     def vote(self, track_id: int, probs: np.ndarray, frame: int) -> None:
         """Add one classifier verdict to a track; its label changes only past the switch threshold."""
@@ -215,6 +244,8 @@ class FaceTracker:
         tr.ema = p.copy() if tr.n_votes == 0 else (1 - self.alpha) * tr.ema + self.alpha * p
         tr.n_votes += 1
         tr.last_classified = frame
+        x1, y1, x2, y2 = (float(v) for v in tr.box)
+        tr.classified_area = max((x2 - x1) * (y2 - y1), 1e-6)
         best = int(tr.ema.argmax())
         t = tr.last_t
         if tr.label_index < 0:
@@ -238,6 +269,9 @@ class FaceTracker:
             self._emit("label_changed", tr, frame, t, previous=old)
         # A verdict against the label held: look again on the next frame rather than in N frames.
         tr.contested = int(p.argmax()) != tr.label_index
+        # Stability: consecutive verdicts that agree with the label and are sure of it.
+        agrees = not tr.contested and p[tr.label_index] >= self.stable_confidence
+        tr.streak = tr.streak + 1 if agrees else 0
 
     def label_of(self, track_id: int) -> int:
         """The track's label index (its exponential average's top class before the first switch)."""
