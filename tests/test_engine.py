@@ -116,3 +116,42 @@ def test_faces_below_the_models_abstention_threshold_are_marked_uncertain(model_
     assert r.counts().get("uncertain") == len(r.faces)
     det.classifier.calibration = dataclasses.replace(cal, abstain_below=None)  # an older model: never abstains
     assert not any(f.uncertain for f in det.detect_file(photo).faces)
+
+
+def test_mirror_averages_a_crop_and_its_mirror_image(engine, rng):
+    clf = engine.classifier
+    x = rng.uniform(-1, 1, (3, clf.input_size, clf.input_size, 3)).astype(np.float32)
+    both = clf.predict_batch(x, mirror=True)
+    expected = (clf.predict_batch(x) + clf.predict_batch(x[:, :, ::-1])) / 2
+    assert np.allclose(both, expected, atol=1e-5)
+    assert np.allclose(both.sum(1), 1.0, atol=1e-5)
+
+
+def test_photos_are_classified_with_their_mirror_image_and_video_frames_are_not(model_path, gap_clip, monkeypatch):
+    from maskwatch.engine import MaskDetector
+
+    from conftest import scene_frame
+
+    det = MaskDetector(model_path)
+    calls = []
+    real = det.classifier.predict
+
+    def spy(crops, batch_size=8, mirror=False):
+        calls.append((len(crops), mirror))
+        return real(crops, batch_size=batch_size, mirror=mirror)
+
+    monkeypatch.setattr(det.classifier, "predict", spy)
+    photo = det.detect(scene_frame())
+    assert photo.faces and calls == [(len(photo.faces), True)]
+    calls.clear()
+    frames = list(det.process([gap_clip]))
+    assert sum(len(r.faces) for r in frames) > 0
+    assert calls and not any(m for _, m in calls)  # video: never mirrored, tracked or not
+    calls.clear()
+    list(det.process([gap_clip], track=False))
+    assert calls and not any(m for _, m in calls)
+    calls.clear()
+    off = MaskDetector(model_path, mirror_photos=False)
+    monkeypatch.setattr(off.classifier, "predict", spy)
+    off.detect(scene_frame())
+    assert calls and not any(m for _, m in calls)

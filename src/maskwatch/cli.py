@@ -20,6 +20,7 @@ from maskwatch.defaults import (
     ALERT_AFTER_S,
     MAX_UPLOAD_MB,
     MIN_TRACK_FRAMES,
+    MIRROR_PHOTOS,
     RECLASSIFY_EVERY,
     RECLASSIFY_STABLE_EVERY,
 )
@@ -88,6 +89,12 @@ def tracking_options(f):
     return click.option("--reclassify-every", type=click.IntRange(1), default=RECLASSIFY_EVERY, show_default=True,
                         help="In videos, classify a tracked face again after N frames (1 and "
                              "--reclassify-stable-every 1: every frame).")(f)
+
+
+mirror_option = click.option(
+    "--mirror/--no-mirror", default=MIRROR_PHOTOS, show_default=True,
+    help="Photos: classify each face with its mirror image and average the two (steadier on real faces, twice "
+         "the classifier's time; video frames never).")
 
 
 def _engine(model, detector, detector_model, face_threshold, detect_size, min_face, **kw):
@@ -167,6 +174,7 @@ def _summary_line(src: str, s: dict) -> str:
 @click.option("--show", is_flag=True, help="Show a live window (needs a display and GUI OpenCV).")
 @click.option("--vid-stride", type=click.IntRange(1), default=1, show_default=True, help="Use every N-th video frame.")
 @tracking_options
+@mirror_option
 @click.option("--no-track", is_flag=True, help="Classify every face in every video frame independently.")
 @click.option("--blur", type=click.Choice(["none", "all", "without_mask", "with_mask"]), default="none",
               show_default=True, help="Blur these faces in saved images and videos.")
@@ -185,7 +193,8 @@ def _summary_line(src: str, s: dict) -> str:
 @click.option("--min-track-frames", type=click.IntRange(1), default=MIN_TRACK_FRAMES, show_default=True,
               help="A face track counts as a person when seen on at least N frames.")
 def detect(sources, model, detector, detector_model, face_threshold, detect_size, min_face, json_path, csv_path,
-           save, project, name, show, vid_stride, reclassify_every, reclassify_stable_every, no_track, blur, db_path,
+           save, project, name, show, vid_stride, reclassify_every, reclassify_stable_every, mirror, no_track, blur,
+           db_path,
            retention_days, alert_after, alert_cooldown, alert_webhook, alert_thumbnails, report,
            min_track_frames) -> None:
     """Find and label every face in SOURCES: images, folders, globs, videos, camera indices (0), URLs."""
@@ -205,7 +214,8 @@ def detect(sources, model, detector, detector_model, face_threshold, detect_size
     _check_outputs({"--json": json_path, "--csv": csv_path, "--db": db_path}, may_exist=("--db",))
     resolved = resolve_sources(sources)
     engine = _engine(model, detector, detector_model, face_threshold, detect_size, min_face,
-                     reclassify_every=reclassify_every, reclassify_stable_every=reclassify_stable_every)
+                     reclassify_every=reclassify_every, reclassify_stable_every=reclassify_stable_every,
+                     mirror_photos=mirror)
     quiet_stdout = "-" in (json_path, csv_path)
     window = LiveWindow() if show else None
     alerts = Alerts(alert_webhook, thumbnails=alert_thumbnails) if alert_webhook else Alerts()
@@ -312,7 +322,8 @@ def events(db_path, since, source, kind, limit, as_json, as_csv) -> None:
 @click.option("--json", "json_path", default=None, help="Write JSON Lines here ('-' = stdout, then nothing else).")
 @click.option("--csv", "csv_path", default=None, help="Write CSV here ('-' = stdout).")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
-def classify(inputs, model, json_path, csv_path, batch_size) -> None:
+@mirror_option
+def classify(inputs, model, json_path, csv_path, batch_size, mirror) -> None:
     """Label each image in INPUTS (files, folders, globs) as one face crop, without face detection."""
     from maskwatch.classify.model import MaskClassifier
     from maskwatch.io.images import decode_image
@@ -341,7 +352,7 @@ def classify(inputs, model, json_path, csv_path, batch_size) -> None:
                         raise
                     failures += 1
                     click.echo(f"maskwatch: skipped {exc}", err=True)
-            for r in clf.classify(crops, names):
+            for r in clf.classify(crops, names, mirror=mirror):
                 for w in writers:
                     w.write(r)
                 if not quiet_stdout:
@@ -418,16 +429,18 @@ def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, we
               help="Scene data: face score from which faces are ranked for AP (default 0.05); "
                    "--face-threshold sets the operating point.")
 @face_options
+@mirror_option
 @click.option("--project", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--name", default="exp", show_default=True)
 def evaluate(model, data, split_file, score_floor, detector, detector_model, face_threshold, detect_size, min_face,
-             project, name) -> None:
+             mirror, project, name) -> None:
     """Score MODEL on DATA: a crop dataset (class folders) or a scene dataset (YOLO or Pascal VOC boxes)."""
     from maskwatch.evaluate.runner import evaluate_path
 
     out = evaluate_path(model, data, split_file=split_file, project=project, name=name,
                         detector=detector, detector_model=detector_model,
-                        settings=_settings(face_threshold, detect_size, min_face), score_floor=score_floor)
+                        settings=_settings(face_threshold, detect_size, min_face), score_floor=score_floor,
+                        mirror=mirror)
     click.echo(out.text)
     click.echo(f"report: {out.run_dir}")
 

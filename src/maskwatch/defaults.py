@@ -16,6 +16,11 @@ RECLASSIFY_STABLE_EVERY = 15
 #: probability or more.
 STABLE_CONFIDENCE = 0.9
 
+#: Photos (not video frames): each face is classified together with its mirror image and the two
+#: verdicts averaged. Chosen on scenes-kaggle validation faces (accuracy 0.950 -> 0.961); it doubles
+#: the classifier's time per face, which video cannot spare.
+MIRROR_PHOTOS = True
+
 #: Margin around a face box when cropping, as a fraction of the box, for models that do not record
 #: their own (the bundled model records 0.05).
 MARGIN = 0.15

