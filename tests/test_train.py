@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from conftest import assert_one_line_error, needs_shared, run_cli
@@ -75,12 +76,24 @@ def _mini_scene_set(shared, tmp_path, n_train=8, n_val=4):
 @needs_shared
 @pytest.mark.slow
 def test_train_with_scene_faces_adds_mask_incorrect_and_calibration(shared, tmp_path):
+    from maskwatch.evaluate.scenes import load_scenes, read_scene_list, select_scenes
+
     weights = shared / "weights" / "mobilenet_v2" / "mobilenet_v2_1.0_224_from_torchvision_no_top.weights.h5"
     root, splits, val = _mini_scene_set(shared, tmp_path)
+    # a second scene dataset in another format and annotation style (YOLO), with its own lists
+    dev_root, dev_splits = shared / "data" / "scenes-dev", tmp_path / "dev splits"
+    dev_train = load_scenes(dev_root)[:3]
+    dev_splits.mkdir()
+    (dev_splits / "train.txt").write_text("".join(im.path.relative_to(dev_root).as_posix() + "\n" for im in dev_train))
+    (dev_splits / "val.txt").write_text("")
+    kaggle_train = select_scenes(load_scenes(root), root, read_scene_list(splits / "train.txt"))
+    sizes = np.concatenate([im.boxes[:, 2:] - im.boxes[:, :2] for im in [*kaggle_train, *dev_train]])
+    n_train_faces = int((sizes.min(axis=1) >= 8).sum())  # every face of 8 px or more becomes a crop
     runs = tmp_path / "runs"
     proc = run_cli("train", str(shared / "data" / "mask-crops"), "--epochs", "2", "--limit-per-class", "16",
                    "--weights", str(weights), "--project", str(runs), "--scenes", str(root),
-                   "--scene-splits", str(splits), "--feature-views", "2", timeout=900)
+                   "--scene-splits", str(splits), "--scenes", str(dev_root), "--scene-splits", str(dev_splits),
+                   "--feature-views", "2", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = runs / "train" / "exp"
     card = json.loads(run_cli("models", "info", str(run / "model.onnx")).stdout)
@@ -89,6 +102,8 @@ def test_train_with_scene_faces_adds_mask_incorrect_and_calibration(shared, tmp_
     assert cal["temperature"] > 0 and "ece_before" in cal and "ece_after" in cal
     crops = card["data"]["scene_crops"]
     assert crops["train"]["mask_incorrect"] > 0 and crops["val"]["without_mask"] > 0
+    assert crops["source"] == f"{root};{dev_root}"  # both datasets, each face of both train lists
+    assert sum(crops["train"].values()) == n_train_faces
     assert card["data"]["class_weights"]["mask_incorrect"] > card["data"]["class_weights"]["with_mask"]
     assert len((run / "history.csv").read_text().splitlines()) == 3  # header + 2 epochs
 
@@ -104,3 +119,5 @@ def test_train_with_scene_faces_adds_mask_incorrect_and_calibration(shared, tmp_
 
 def test_scenes_without_split_lists_is_one_line_error(tmp_path):
     assert_one_line_error(run_cli("train", str(tmp_path), "--scenes", str(tmp_path)), "--scene-splits")
+    assert_one_line_error(run_cli("train", str(tmp_path), "--scenes", str(tmp_path), "--scene-splits", str(tmp_path),
+                                  "--scenes", str(tmp_path)), "2 --scenes but 1 --scene-splits")

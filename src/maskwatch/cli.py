@@ -385,11 +385,12 @@ def classify(inputs, model, json_path, csv_path, batch_size, mirror) -> None:
 @click.option("--name", default="exp", show_default=True)
 @click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue an interrupted run folder.")
 @click.option("--limit-per-class", type=click.IntRange(1), default=None, help="Use at most N images per class.")
-@click.option("--scenes", type=click.Path(path_type=Path), default=None,
-              help="Also train on the annotated faces of this scene dataset (YOLO / Pascal VOC); its "
+@click.option("--scenes", type=click.Path(path_type=Path), multiple=True,
+              help="Also train on the annotated faces of this scene dataset (YOLO / Pascal VOC; repeatable); "
                    "mask_incorrect faces add a third class.")
-@click.option("--scene-splits", type=click.Path(path_type=Path), default=None,
-              help="Folder with the scene dataset's train.txt / val.txt image lists (e.g. docs/scenes-kaggle).")
+@click.option("--scene-splits", type=click.Path(path_type=Path), multiple=True,
+              help="Folder with the scene dataset's train.txt / val.txt image lists (e.g. docs/scenes-kaggle), "
+                   "one per --scenes, in the same order.")
 @click.option("--feature-views", type=click.IntRange(0), default=None,
               help="Train the head on frozen-base features cached once: N views per image (the crop, then "
                    "N-1 augmented draws); much faster, less augmentation. 0: the full pipeline every epoch.")
@@ -402,14 +403,16 @@ def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, we
     logging.getLogger("maskwatch").setLevel(min(logging.getLogger("maskwatch").level, logging.INFO))
     r = get_recipe(recipe).with_overrides(epochs=epochs, lr=lr, batch_size=batch_size, crop_faces=crop_faces,
                                           margin=margin, seed=seed)
-    if scenes is not None and scene_splits is None:
-        raise InputError("--scenes needs --scene-splits DIR (the scene dataset's train.txt / val.txt image lists, "
-                         "e.g. docs/scenes-kaggle): scene test photos must stay unseen.")
+    if len(scenes) != len(scene_splits):
+        raise InputError(f"{len(scenes)} --scenes but {len(scene_splits)} --scene-splits: each scene dataset needs "
+                         "its own folder of train.txt / val.txt image lists (e.g. docs/scenes-kaggle), so that "
+                         "its test photos stay unseen.")
     if feature_views is not None:
         r = r.with_overrides(extra={**r.extra, "feature_views": feature_views})
     res = run_training(data_dir, r, runs_root=project, name=name, base_weights=weights,
                        detector_backend=detector, detector_model=detector_model, resume=resume,
-                       limit_per_class=limit_per_class, scenes=scenes, scene_splits=scene_splits)
+                       limit_per_class=limit_per_class, scenes=list(scenes) or None,
+                       scene_splits=list(scene_splits) or None)
     m = res.test_metrics
     if m:
         from maskwatch.evaluate.classification import format_metrics

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,20 @@ def _plot_curves(history_csv: Path, out: Path) -> None:
     plt.close(fig)
 
 
+def _as_list(value) -> list[str]:
+    """Scene datasets / split folders as a list: one path, a list, or a recipe's ``;``-joined string."""
+    if value is None:
+        return []
+    if isinstance(value, (str, Path)):
+        return [v for v in str(value).split(";") if v]
+    return [str(v) for v in value]
+
+
+def _joined(value) -> str:
+    """The recipe's form of :func:`_as_list`: paths joined by ``;`` (one path stays as it was)."""
+    return ";".join(_as_list(value))
+
+
 def train(
     data_dir: str | Path,
     recipe: Recipe,
@@ -82,8 +97,8 @@ def train(
     resume: str | Path | None = None,
     limit_per_class: int | None = None,
     progress: bool = True,
-    scenes: str | Path | None = None,
-    scene_splits: str | Path | None = None,
+    scenes: str | Path | Sequence[str | Path] | None = None,
+    scene_splits: str | Path | Sequence[str | Path] | None = None,
 ) -> TrainResult:
     """Train a mask classifier on ``data_dir/<class>/`` and export it; see the module docstring.
 
@@ -91,7 +106,8 @@ def train(
     ``train.txt`` / ``val.txt`` image lists), every annotated face of the listed train / val photos is
     added as a crop to the training / validation data; a class those faces have beyond
     ``with_mask`` / ``without_mask`` (``mask_incorrect``) becomes a third output. Scene test photos
-    are never read. Classes are then weighted by ``sqrt(largest class / class)`` in the loss, and a
+    are never read. ``scenes`` and ``scene_splits`` may also be equally long lists (several scene
+    datasets, each with its own lists). Classes are then weighted by ``sqrt(largest class / class)`` in the loss, and a
     temperature and an abstention threshold are fitted on the validation crops (stored in the model).
     """
     t0 = time.perf_counter()
@@ -133,15 +149,20 @@ def train(
             if scene_splits is None:
                 raise DataError("scene crops need the scene dataset's split lists (--scene-splits DIR with "
                                 "train.txt and val.txt); the test photos must stay unseen.")
-            recipe = recipe.with_overrides(extra={**recipe.extra, "scenes": str(scenes),
-                                                  "scene_splits": str(scene_splits)})
+            if len(_as_list(scenes)) != len(_as_list(scene_splits)):
+                raise DataError(f"{len(_as_list(scenes))} scene datasets but {len(_as_list(scene_splits))} split "
+                                "folders; give one --scene-splits per --scenes, in the same order.")
+            recipe = recipe.with_overrides(extra={**recipe.extra, "scenes": _joined(scenes),
+                                                  "scene_splits": _joined(scene_splits)})
         (run_dir / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2))
         audit_summary = report.summary()
-    scene_sets = {}
+    scene_sets: dict[str, list] = {}
     if scenes is not None:
         from maskwatch.train.scene_crops import scene_parts
 
-        scene_sets = scene_parts(scenes, scene_splits, ("train", "val"))
+        for root, lists in zip(_as_list(scenes), _as_list(scene_splits), strict=True):
+            for part, ims in scene_parts(root, lists, ("train", "val")).items():
+                scene_sets.setdefault(part, []).extend(ims)
         present = {lab for ims in scene_sets.values() for im in ims for lab in im.labels}
         classes = DEFAULT_CLASSES + tuple(c for c in EXTRA_CLASSES if c in present)
     items = {sp: load_split_file(run_dir / "splits" / f"{sp}.txt", Path(data_dir)) for sp in SPLITS}
@@ -278,7 +299,7 @@ def train(
             "near_duplicate_groups": audit_summary.get("n_near_duplicate_groups"),
             "identity_groups": audit_summary.get("identity_groups"),
             "unreadable": len(audit_summary.get("unreadable", [])),
-            **({"scene_crops": {"source": str(scenes), "split_lists": str(scene_splits), **scene_counts},
+            **({"scene_crops": {"source": _joined(scenes), "split_lists": _joined(scene_splits), **scene_counts},
                 "class_weights": dict(zip(classes, np.round(class_weight, 4).tolist()))} if scene_sets else {}),
         },
         "metrics": {"test": test_metrics, **({"val_real_faces": real_val} if real_val else {})},
