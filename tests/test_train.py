@@ -93,7 +93,7 @@ def test_train_with_scene_faces_adds_mask_incorrect_and_calibration(shared, tmp_
     proc = run_cli("train", str(shared / "data" / "mask-crops"), "--epochs", "2", "--limit-per-class", "16",
                    "--weights", str(weights), "--project", str(runs), "--scenes", str(root),
                    "--scene-splits", str(splits), "--scenes", str(dev_root), "--scene-splits", str(dev_splits),
-                   "--feature-views", "2", timeout=900)
+                   "--feature-views", "2", "--finetune-epochs", "1", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = runs / "train" / "exp"
     card = json.loads(run_cli("models", "info", str(run / "model.onnx")).stdout)
@@ -105,7 +105,8 @@ def test_train_with_scene_faces_adds_mask_incorrect_and_calibration(shared, tmp_
     assert crops["source"] == f"{root};{dev_root}"  # both datasets, each face of both train lists
     assert sum(crops["train"].values()) == n_train_faces
     assert card["data"]["class_weights"]["mask_incorrect"] > card["data"]["class_weights"]["with_mask"]
-    assert len((run / "history.csv").read_text().splitlines()) == 3  # header + 2 epochs
+    assert len((run / "history.csv").read_text().splitlines()) == 4  # header + 2 head epochs + 1 fine-tuning
+    assert "fine-tuning MobileNetV2's last block" in proc.stderr
 
     # the 3-class model runs the whole pipeline on the scene photos it validated on
     (tmp_path / "val.txt").write_text((splits / "val.txt").read_text())
@@ -115,6 +116,10 @@ def test_train_with_scene_faces_adds_mask_incorrect_and_calibration(shared, tmp_
     assert "mask_incorrect" in ev.stdout and "uncertain" in ev.stdout
     metrics = json.loads((runs / "evaluate" / "exp" / "metrics.json").read_text())
     assert metrics["n_images"] == len(val) and metrics["model_classes"] == card["classes"]
+
+
+def test_finetune_without_cached_features_is_one_line_error(tmp_path):
+    assert_one_line_error(run_cli("train", str(tmp_path), "--finetune-epochs", "3"), "--feature-views")
 
 
 def test_scenes_without_split_lists_is_one_line_error(tmp_path):

@@ -313,6 +313,11 @@ def train(
     return TrainResult(run_dir, model_path, test_metrics, seconds)
 
 
+#: MobileNetV2's last block and its final 1x1 convolution: what ``finetune_epochs`` trains. The layers
+#: after this one form a plain chain (no skip connection), so they can run on cached features.
+FINETUNE_FROM = "block_15_add"
+
+
 def _fit_on_cached_features(model, arrays, classes, class_weight, recipe, views: int, run_dir: Path, tf, keras,
                             verbose: int) -> None:
     """Train only the head on frozen-base features computed once (``views`` per training image: the
@@ -320,15 +325,38 @@ def _fit_on_cached_features(model, arrays, classes, class_weight, recipe, views:
     the frozen MobileNetV2 on every image in every epoch. The head's layers are the model's own, so
     the model is trained in place; the best epoch by validation loss is kept. Same architecture and
     loss; the augmentation is limited to the cached draws.
+
+    With ``recipe.extra["finetune_epochs"]`` = N > 0, the features are cached one block earlier (the
+    output of ``block_15``), and after the head a second stage trains MobileNetV2's last block
+    (``block_16``) and its final 1x1 convolution together with the head for N epochs at a tenth of
+    the learning rate (batch-norm statistics stay frozen). Its weights are kept only if it lowers the
+    best validation loss of the head stage.
     """
     from maskwatch.train.keras_backend import make_augmenter
 
-    features = keras.Model(model.inputs, model.get_layer("head_flatten").output)
-    head_in = keras.Input(features.output.shape[1:], name="features")
+    ft_epochs = int(recipe.extra.get("finetune_epochs", 0) or 0)
+    head_in = keras.Input(model.get_layer("head_flatten").output.shape[1:], name="features")
     h = model.get_layer("head_dense")(head_in)
     h = model.get_layer("head_dropout")(h)
     head = keras.Model(head_in, model.get_layer("probs")(h))
     head.compile(optimizer=keras.optimizers.Adam(learning_rate=recipe.lr), loss=model.loss, metrics=["accuracy"])
+    if ft_epochs > 0:
+        base = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+        names = [layer.name for layer in base.layers]
+        chain = base.layers[names.index(FINETUNE_FROM) + 1:]
+        cut = keras.Model(base.inputs, base.get_layer(FINETUNE_FROM).output)
+        image = keras.Input(model.inputs[0].shape[1:])
+        features = keras.Model(image, cut(model.get_layer("mobilenetv2_preprocess")(image)))
+        top_in = keras.Input(features.output.shape[1:], name="block_15")
+        t = top_in
+        for layer in chain:
+            t = layer(t, training=False) if isinstance(layer, keras.layers.BatchNormalization) else layer(t)
+        flat = model.get_layer("head_flatten")(model.get_layer("head_pool")(t))
+        to_flat = keras.Model(top_in, flat)
+        top = keras.Model(top_in, model.get_layer("probs")(model.get_layer("head_dropout")(
+            model.get_layer("head_dense")(flat))))
+    else:
+        features = keras.Model(model.inputs, model.get_layer("head_flatten").output)
     aug = make_augmenter(recipe)
 
     def extract(x: np.ndarray, augment: bool) -> np.ndarray:
@@ -344,21 +372,49 @@ def _fit_on_cached_features(model, arrays, classes, class_weight, recipe, views:
     fval = extract(xv, False)
     log.info("frozen-base features: %d view(s) of %d training crops + %d validation crops in %.0f s", views,
              len(xtr), len(xv), time.perf_counter() - t0)
+    early, early_val = cached, fval
+    if ft_epochs > 0:  # the head stage sees the frozen top's output, as without fine-tuning
+        early = [to_flat.predict(c, batch_size=256, verbose=0) for c in cached]
+        early_val = to_flat.predict(fval, batch_size=256, verbose=0)
     eye = np.eye(len(classes), dtype=np.float32)
     weights = class_weight[ytr].astype(np.float32)
     best, best_weights = float("inf"), None
     rows = ["epoch,accuracy,loss,val_accuracy,val_loss"]
     for epoch in range(recipe.epochs):
-        hist = head.fit(cached[epoch % views], eye[ytr], sample_weight=weights, batch_size=recipe.batch_size,
+        hist = head.fit(early[epoch % views], eye[ytr], sample_weight=weights, batch_size=recipe.batch_size,
                         epochs=epoch + 1, initial_epoch=epoch, shuffle=True,
-                        validation_data=(fval, eye[yv]), verbose=verbose).history
+                        validation_data=(early_val, eye[yv]), verbose=verbose).history
         rows.append(f"{epoch},{hist['accuracy'][-1]},{hist['loss'][-1]},{hist['val_accuracy'][-1]},"
                     f"{hist['val_loss'][-1]}")
         if hist["val_loss"][-1] < best:
             best, best_weights = hist["val_loss"][-1], head.get_weights()
-    (run_dir / "history.csv").write_text("\n".join(rows) + "\n")
     if best_weights is not None:
         head.set_weights(best_weights)
+    if ft_epochs > 0:
+        top_start = top.get_weights()
+        for layer in chain:
+            layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+        top.compile(optimizer=keras.optimizers.Adam(learning_rate=recipe.lr / 10), loss=model.loss,
+                    metrics=["accuracy"])
+        head_best, ft_best, ft_weights = best, best, None
+        for k in range(ft_epochs):
+            epoch = recipe.epochs + k
+            hist = top.fit(cached[epoch % views], eye[ytr], sample_weight=weights, batch_size=recipe.batch_size,
+                           epochs=k + 1, initial_epoch=k, shuffle=True, validation_data=(fval, eye[yv]),
+                           verbose=verbose).history
+            rows.append(f"{epoch},{hist['accuracy'][-1]},{hist['loss'][-1]},{hist['val_accuracy'][-1]},"
+                        f"{hist['val_loss'][-1]}")
+            if hist["val_loss"][-1] < ft_best:
+                ft_best, ft_weights = hist["val_loss"][-1], top.get_weights()
+        if ft_weights is not None:
+            top.set_weights(ft_weights)
+            log.info("fine-tuning MobileNetV2's last block: best validation loss %.4f (head only: %.4f); kept",
+                     ft_best, head_best)
+        else:
+            top.set_weights(top_start)
+            log.info("fine-tuning MobileNetV2's last block did not lower the validation loss (head only: %.4f); "
+                     "the head-only weights are kept", head_best)
+    (run_dir / "history.csv").write_text("\n".join(rows) + "\n")
     model.save_weights(str(run_dir / "best.weights.h5"))
 
 
