@@ -79,7 +79,7 @@ def start_server(args: argparse.Namespace, port: int, log_path: Path) -> subproc
         "import logging, sys; logging.basicConfig(level=logging.WARNING);"
         "from maskwatch.server import serve;"
         f"serve(host='127.0.0.1', port={port}, model={args.model!r}, detector={args.detector!r},"
-        " log_level='warning')"
+        f" log_level='warning', mirror_photos={args.mirror!r})"
     )
     env = dict(os.environ)
     if args.workers:
@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-requests", type=int, default=1000, help="keep going until this many (memory check)")
     ap.add_argument("--workers", type=int, default=None, help="MASKWATCH_WORKERS for the server")
     ap.add_argument("--raw", action="store_true", help="send raw bodies instead of multipart uploads")
+    ap.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
+                    help="classify photo faces with their mirror image too (default: the server's default, off)")
     ap.add_argument("--url", default=None, help="load an already running server instead of starting one")
     ap.add_argument("--pid", type=int, default=None, help="with --url: the server's process id, for its RSS")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")

@@ -512,8 +512,11 @@ def models_fetch(dest) -> None:
 @click.option("--max-upload-mb", type=click.FloatRange(0.01), default=MAX_UPLOAD_MB, show_default=True)
 @click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
               help="Record live camera sessions and video jobs in this SQLite event log (MASKWATCH_DB).")
+@click.option("--mirror/--no-mirror", default=None,
+              help="Photos: classify each face with its mirror image too, as detect does (default off here, "
+                   "for latency under load; MASKWATCH_MIRROR).")
 def serve(host, port, model, detector, detector_model, face_threshold, detect_size, min_face, max_upload_mb,
-          db_path) -> None:
+          db_path, mirror) -> None:
     """Start the web app and HTTP API (page at /, API docs at /docs)."""
     if db_path is not None:
         from maskwatch.events import connect
@@ -528,7 +531,7 @@ def serve(host, port, model, detector, detector_model, face_threshold, detect_si
     try:
         run_server(host=host, port=port, model=model, detector=detector, detector_model=detector_model,
                    max_upload_mb=max_upload_mb, detector_settings=_settings(face_threshold, detect_size, min_face),
-                   on_ready=lambda url: click.echo(f"maskwatch: serving on {url}  (Ctrl+C to stop)", err=True))
+                   mirror_photos=mirror, on_ready=lambda url: click.echo(f"maskwatch: serving on {url}  (Ctrl+C to stop)", err=True))
     except (KeyboardInterrupt, click.exceptions.Abort):
         pass
     click.echo("maskwatch: server stopped", err=True)

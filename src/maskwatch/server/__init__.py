@@ -132,6 +132,7 @@ def serve(
     log_level: str = "warning",
     on_ready: Callable[[str], None] | None = None,
     detector_settings: DetectorSettings | None = None,
+    mirror_photos: bool | None = None,
 ) -> None:
     """Load the model and face detector once, then serve the web page and API until interrupted.
 
@@ -152,6 +153,7 @@ def serve(
     settings = ServerSettings.from_env(
         host=host, port=port, model=model, detector=detector, detector_model=detector_model,
         max_upload_mb=max_upload_mb, log_level=log_level, detector_settings=detector_settings,
+        mirror_photos=mirror_photos,
     )
     if not is_loopback(settings.host):
         log.warning(

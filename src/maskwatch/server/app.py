@@ -82,6 +82,17 @@ def _env_number(env: Mapping[str, str], key: str, kind: type, default: Any) -> A
         raise InputError(f"environment variable {key}={raw!r} is not a valid {kind.__name__}") from None
 
 
+def _env_flag(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = (env.get(key) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise InputError(f"environment variable {key}={raw!r} is not a yes/no value; use 1 or 0")
+
+
 @dataclass
 class ServerSettings:
     """Everything ``maskwatch serve`` can be told; :meth:`from_env` reads ``MASKWATCH_*`` variables.
@@ -107,6 +118,8 @@ class ServerSettings:
         log_level: uvicorn / maskwatch log level (``MASKWATCH_LOG_LEVEL``).
         detector_settings: face-detector thresholds and sizes (the ``--face-threshold``,
             ``--detect-size``, ``--min-face`` options every command shares); ``None`` for the defaults.
+        mirror_photos: classify photo faces with their mirror image too, as the CLI does (``--mirror``,
+            ``MASKWATCH_MIRROR=1``); off by default here, for latency under load; live video frames never are.
     """
 
     host: str = "127.0.0.1"
@@ -123,6 +136,9 @@ class ServerSettings:
     max_crops: int = 64
     log_level: str = "warning"
     detector_settings: DetectorSettings | None = None
+    # Off in the server: with 8 clients on 2 cores the second classifier pass took photo latency from
+    # 864 to 1206 ms p95 (benchmarks/serve_load.py), over the 1 s the web app must keep.
+    mirror_photos: bool = False
 
     def __post_init__(self) -> None:
         if self.max_upload_mb <= 0:
@@ -170,6 +186,7 @@ class ServerSettings:
             "max_crops": _env_number(env, "MASKWATCH_MAX_CROPS", int, d["max_crops"].default),
             "log_level": env.get("MASKWATCH_LOG_LEVEL") or d["log_level"].default,
             "detector_settings": None,
+            "mirror_photos": _env_flag(env, "MASKWATCH_MIRROR", d["mirror_photos"].default),
         }
         unknown = set(overrides) - set(values)
         if unknown:
@@ -191,6 +208,7 @@ def load_engine(settings: ServerSettings) -> MaskDetector:
         settings=settings.detector_settings,
         threads=1,
         max_pixels=settings.max_pixels,
+        mirror_photos=settings.mirror_photos,
     )
 
 
