@@ -378,16 +378,24 @@ def _fit_on_cached_features(model, arrays, classes, class_weight, recipe, views:
         early_val = to_flat.predict(fval, batch_size=256, verbose=0)
     eye = np.eye(len(classes), dtype=np.float32)
     weights = class_weight[ytr].astype(np.float32)
-    best, best_weights = float("inf"), None
     rows = ["epoch,accuracy,loss,val_accuracy,val_loss"]
-    for epoch in range(recipe.epochs):
-        hist = head.fit(early[epoch % views], eye[ytr], sample_weight=weights, batch_size=recipe.batch_size,
-                        epochs=epoch + 1, initial_epoch=epoch, shuffle=True,
-                        validation_data=(early_val, eye[yv]), verbose=verbose).history
-        rows.append(f"{epoch},{hist['accuracy'][-1]},{hist['loss'][-1]},{hist['val_accuracy'][-1]},"
-                    f"{hist['val_loss'][-1]}")
-        if hist["val_loss"][-1] < best:
-            best, best_weights = hist["val_loss"][-1], head.get_weights()
+
+    def fit_epochs(net, views_x: list, val_x: np.ndarray, first: int, count: int, best: float):
+        """Fit ``net`` one epoch at a time (view ``epoch % views``) from history epoch ``first``; return
+        the best validation loss and the weights that reached it (``None`` if none beat ``best``)."""
+        best_weights = None
+        for k in range(count):
+            epoch = first + k
+            hist = net.fit(views_x[epoch % views], eye[ytr], sample_weight=weights, batch_size=recipe.batch_size,
+                           epochs=k + 1, initial_epoch=k, shuffle=True, validation_data=(val_x, eye[yv]),
+                           verbose=verbose).history
+            rows.append(f"{epoch},{hist['accuracy'][-1]},{hist['loss'][-1]},{hist['val_accuracy'][-1]},"
+                        f"{hist['val_loss'][-1]}")
+            if hist["val_loss"][-1] < best:
+                best, best_weights = hist["val_loss"][-1], net.get_weights()
+        return best, best_weights
+
+    best, best_weights = fit_epochs(head, early, early_val, 0, recipe.epochs, float("inf"))
     if best_weights is not None:
         head.set_weights(best_weights)
     if ft_epochs > 0:
@@ -396,24 +404,15 @@ def _fit_on_cached_features(model, arrays, classes, class_weight, recipe, views:
             layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
         top.compile(optimizer=keras.optimizers.Adam(learning_rate=recipe.lr / 10), loss=model.loss,
                     metrics=["accuracy"])
-        head_best, ft_best, ft_weights = best, best, None
-        for k in range(ft_epochs):
-            epoch = recipe.epochs + k
-            hist = top.fit(cached[epoch % views], eye[ytr], sample_weight=weights, batch_size=recipe.batch_size,
-                           epochs=k + 1, initial_epoch=k, shuffle=True, validation_data=(fval, eye[yv]),
-                           verbose=verbose).history
-            rows.append(f"{epoch},{hist['accuracy'][-1]},{hist['loss'][-1]},{hist['val_accuracy'][-1]},"
-                        f"{hist['val_loss'][-1]}")
-            if hist["val_loss"][-1] < ft_best:
-                ft_best, ft_weights = hist["val_loss"][-1], top.get_weights()
+        ft_best, ft_weights = fit_epochs(top, cached, fval, recipe.epochs, ft_epochs, best)
         if ft_weights is not None:
             top.set_weights(ft_weights)
             log.info("fine-tuning MobileNetV2's last block: best validation loss %.4f (head only: %.4f); kept",
-                     ft_best, head_best)
+                     ft_best, best)
         else:
             top.set_weights(top_start)
             log.info("fine-tuning MobileNetV2's last block did not lower the validation loss (head only: %.4f); "
-                     "the head-only weights are kept", head_best)
+                     "the head-only weights are kept", best)
     (run_dir / "history.csv").write_text("\n".join(rows) + "\n")
     model.save_weights(str(run_dir / "best.weights.h5"))
 
