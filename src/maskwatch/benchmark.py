@@ -97,7 +97,7 @@ def bench_classic(source: str, frames: int, face_dir: Path, weights: Path | None
         if n >= frames:
             break
     total = time.perf_counter() - t0
-    return {"frames": n, "fps": n / total, "load_s": load_s, "fps_with_startup": n / (total + load_s),
+    return {"frames": n, "fps": n / total, "load_s": load_s,
             "decode_ms": dec / n, "detect_ms": det / n, "classify_ms": cls / n,
             "faces_per_frame": faces_total / n, "classified_per_frame": faces_total / n,
             "ms_per_classified_face": cls / max(faces_total, 1)}
@@ -126,8 +126,7 @@ def run_benchmark(source: str | None, frames: int, baseline: bool, reclassify_ev
     tracked = f"maskwatch (tracked, every {reclassify_every}/{engine.reclassify_stable_every})"
     for label, track in ((tracked, True), ("maskwatch (every face, every frame)", False)):
         r = bench_engine(engine, source, frames, track)
-        rows.append({"pipeline": label, "detector": engine.face_detector.name, "load_s": load_s,
-                     "fps_with_startup": r["frames"] / (r["frames"] / r["fps"] + load_s), **r})
+        rows.append({"pipeline": label, "detector": engine.face_detector.name, "load_s": load_s, **r})
     if baseline:
         shared = default_video()
         face_dir = Path(os.environ.get("MASKWATCH_MODELS", "")) if os.environ.get("MASKWATCH_MODELS") else None
@@ -144,6 +143,7 @@ def run_benchmark(source: str | None, frames: int, baseline: bool, reclassify_ev
         rows.append({"pipeline": "classic (res10 SSD + Keras predict)", "detector": "res10-ssd", **r})
     for r in rows:
         r["source"] = source
+        r["fps_with_startup"] = r["frames"] / (r["frames"] / r["fps"] + r["load_s"])
     return rows
 
 
@@ -154,15 +154,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     title = (f"source: {rows[0]['source']}  ({rows[0]['frames']} frames; fps end to end, '+start' with the "
              "pipeline's start-up counted, stage times in ms per frame; maskwatch decodes and detects in a second "
              "thread)")
-    lines = [title, head]
-    starts = [f"{r['pipeline'].split(' (')[0]} {r['load_s']:.2f} s" for r in rows if "load_s" in r]
-    if starts:
-        lines.insert(1, "start-up (models loaded, TensorFlow imported for classic): "
-                        + ", ".join(dict.fromkeys(starts)) + "; maskwatch rows start cold, as 'maskwatch detect' does")
+    starts = dict.fromkeys(f"{r['pipeline'].split(' (')[0]} {r['load_s']:.2f} s" for r in rows)
+    lines = [title, "start-up (models loaded, TensorFlow imported for classic): " + ", ".join(starts)
+             + "; maskwatch rows start cold, as 'maskwatch detect' does", head]
     for r in rows:
-        plus = f"{r['fps_with_startup']:6.1f}" if "fps_with_startup" in r else f"{'':>6}"
-        lines.append(f"{r['pipeline']:<44} {r['fps']:6.1f} {plus} {r['decode_ms']:7.1f} {r['detect_ms']:7.1f} "
-                     f"{r['classify_ms']:9.1f} {r['faces_per_frame']:8.1f} {r['classified_per_frame']:6.1f} "
+        lines.append(f"{r['pipeline']:<44} {r['fps']:6.1f} {r['fps_with_startup']:6.1f} {r['decode_ms']:7.1f} "
+                     f"{r['detect_ms']:7.1f} {r['classify_ms']:9.1f} {r['faces_per_frame']:8.1f} {r['classified_per_frame']:6.1f} "
                      f"{r['ms_per_classified_face']:8.2f}")
     if len(rows) > 1 and rows[-1]["pipeline"].startswith("classic"):
         lines.append(f"speed-up over classic: {rows[0]['fps'] / rows[-1]['fps']:.1f}x (tracked), "

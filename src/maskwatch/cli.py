@@ -194,8 +194,7 @@ def _summary_line(src: str, s: dict) -> str:
               help="A face track counts as a person when seen on at least N frames.")
 def detect(sources, model, detector, detector_model, face_threshold, detect_size, min_face, json_path, csv_path,
            save, project, name, show, vid_stride, reclassify_every, reclassify_stable_every, mirror, no_track, blur,
-           db_path,
-           retention_days, alert_after, alert_cooldown, alert_webhook, alert_thumbnails, report,
+           db_path, retention_days, alert_after, alert_cooldown, alert_webhook, alert_thumbnails, report,
            min_track_frames) -> None:
     """Find and label every face in SOURCES: images, folders, globs, videos, camera indices (0), URLs."""
     from maskwatch.analytics import VideoStats
@@ -531,7 +530,8 @@ def serve(host, port, model, detector, detector_model, face_threshold, detect_si
     try:
         run_server(host=host, port=port, model=model, detector=detector, detector_model=detector_model,
                    max_upload_mb=max_upload_mb, detector_settings=_settings(face_threshold, detect_size, min_face),
-                   mirror_photos=mirror, on_ready=lambda url: click.echo(f"maskwatch: serving on {url}  (Ctrl+C to stop)", err=True))
+                   mirror_photos=mirror,
+                   on_ready=lambda url: click.echo(f"maskwatch: serving on {url}  (Ctrl+C to stop)", err=True))
     except (KeyboardInterrupt, click.exceptions.Abort):
         pass
     click.echo("maskwatch: server stopped", err=True)

@@ -35,6 +35,12 @@ COMPLIANT_LABELS = frozenset({"with_mask"})
 EVENT_KINDS = ("track_started", "label_changed", "unmasked_alert", "track_ended")
 
 
+def _area(box: np.ndarray) -> float:
+    """Area of one ``x1, y1, x2, y2`` box (never 0, so that it can divide)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return max((x2 - x1) * (y2 - y1), 1e-6)
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -226,16 +232,14 @@ class FaceTracker:
         """Frames until the track's next verdict: longer for a stable track whose face kept its size."""
         if tr.streak < self.stable_votes or tr.classified_area <= 0:
             return self.reclassify_every
-        x1, y1, x2, y2 = (float(v) for v in tr.box)
-        ratio = max((x2 - x1) * (y2 - y1), 1e-6) / tr.classified_area
+        ratio = _area(tr.box) / tr.classified_area
         if ratio > self.stable_scale or ratio < 1 / self.stable_scale:
             return 0
         return max(self.reclassify_every, self.reclassify_stable_every)
 
     def is_stable(self, track_id: int) -> bool:
         """Whether the track is looked at only every ``reclassify_stable_every`` frames now."""
-        tr = self.tracks[track_id]
-        return tr.streak >= self.stable_votes and self._interval(tr) > self.reclassify_every
+        return self._interval(self.tracks[track_id]) > self.reclassify_every
 
     def vote(self, track_id: int, probs: np.ndarray, frame: int) -> None:
         """Add one classifier verdict to a track; its label changes only past the switch threshold."""
@@ -244,8 +248,7 @@ class FaceTracker:
         tr.ema = p.copy() if tr.n_votes == 0 else (1 - self.alpha) * tr.ema + self.alpha * p
         tr.n_votes += 1
         tr.last_classified = frame
-        x1, y1, x2, y2 = (float(v) for v in tr.box)
-        tr.classified_area = max((x2 - x1) * (y2 - y1), 1e-6)
+        tr.classified_area = _area(tr.box)
         best = int(tr.ema.argmax())
         t = tr.last_t
         if tr.label_index < 0:

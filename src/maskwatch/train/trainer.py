@@ -114,6 +114,9 @@ def train(
     classes = DEFAULT_CLASSES
     from maskwatch.train.keras_backend import check_base_weights
 
+    if len(_as_list(scenes)) != len(_as_list(scene_splits)):  # before any work, as every argument check
+        raise DataError(f"{len(_as_list(scenes))} scene datasets but {len(_as_list(scene_splits))} split folders; "
+                        "give one --scene-splits per --scenes, in the same order.")
     if not resume:
         list_class_files(Path(data_dir), classes)  # the data's layout first: the cheapest check
     check_base_weights(base_weights)  # then the weights, before the audit and before any run folder exists
@@ -149,9 +152,6 @@ def train(
             if scene_splits is None:
                 raise DataError("scene crops need the scene dataset's split lists (--scene-splits DIR with "
                                 "train.txt and val.txt); the test photos must stay unseen.")
-            if len(_as_list(scenes)) != len(_as_list(scene_splits)):
-                raise DataError(f"{len(_as_list(scenes))} scene datasets but {len(_as_list(scene_splits))} split "
-                                "folders; give one --scene-splits per --scenes, in the same order.")
             recipe = recipe.with_overrides(extra={**recipe.extra, "scenes": _joined(scenes),
                                                   "scene_splits": _joined(scene_splits)})
         (run_dir / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2))
