@@ -16,19 +16,13 @@ from pathlib import Path
 import click
 
 from maskwatch import __version__
-from maskwatch.defaults import (
-    ALERT_AFTER_S,
-    MAX_UPLOAD_MB,
-    MIN_TRACK_FRAMES,
-    MIRROR_PHOTOS,
-    RECLASSIFY_EVERY,
-    RECLASSIFY_STABLE_EVERY,
-)
+from maskwatch.defaults import MAX_UPLOAD_MB
 from maskwatch.errors import InputError, MaskwatchError
+from maskwatch.options import spec_from_options, spec_options
+from maskwatch.spec import EngineSpec
 
 log = logging.getLogger("maskwatch")
 
-DETECTOR_CHOICES = click.Choice(["auto", "yunet", "yuface", "centerface", "fused"])
 
 
 def _setup_logging(verbose: int) -> None:
@@ -41,67 +35,10 @@ def _setup_logging(verbose: int) -> None:
     root.propagate = False
 
 
-def _settings(face_threshold, detect_size, min_face):
-    from maskwatch.faces.detector import DetectorSettings
-
-    kw = {}
-    if face_threshold is not None:
-        kw["score_threshold"] = face_threshold
-    if detect_size is not None:  # given explicitly: for photos and video frames alike
-        kw["detect_size"] = kw["video_detect_size"] = None if detect_size == 0 else detect_size
-    if min_face is not None:
-        kw["min_face"] = min_face
-    return DetectorSettings(**kw)
-
-
-def face_options(f):
-    """Face-detector options, the same for every command that finds faces (detect, benchmark, evaluate)."""
-    options = [
-        click.option("--detector", type=DETECTOR_CHOICES, default="auto", show_default=True,
-                     help="Face detector backend (auto: YuNet, bundled; centerface/fused find more small faces, slower)."),
-        click.option("--detector-model", type=click.Path(path_type=Path), default=None,
-                     help="Detector .onnx file or folder (default: $MASKWATCH_MODELS, the user cache, the bundled copy)."),
-        click.option("--face-threshold", type=click.FloatRange(0, 1), default=None,
-                     help="Minimum face-detector confidence."),
-        click.option("--detect-size", type=click.IntRange(0, 4096), default=None,
-                     help="Scale the long side to this many pixels for face detection (0: native size; "
-                          "default 1280 for photos, 640 for video frames)."),
-        click.option("--min-face", type=click.IntRange(0), default=None, help="Ignore faces narrower than N pixels."),
-    ]
-    for opt in reversed(options):
-        f = opt(f)
-    return f
-
-
-def detector_options(f):
-    """``--model`` and :func:`face_options`: every command that finds and labels faces."""
-    f = face_options(f)
-    return click.option("--model", "-m", type=click.Path(path_type=Path), default=None,
-                        help="maskwatch .onnx classifier (default: the bundled model).")(f)
-
-
-def tracking_options(f):
-    """``--reclassify-every`` and ``--reclassify-stable-every``: how often tracked video faces are classified."""
-    f = click.option("--reclassify-stable-every", type=click.IntRange(1), default=RECLASSIFY_STABLE_EVERY,
-                     show_default=True,
-                     help="The same for a stable face (its last verdicts agreed, confidently, and it kept its "
-                          "size); at least --reclassify-every.")(f)
-    return click.option("--reclassify-every", type=click.IntRange(1), default=RECLASSIFY_EVERY, show_default=True,
-                        help="In videos, classify a tracked face again after N frames (1 and "
-                             "--reclassify-stable-every 1: every frame).")(f)
-
-
-mirror_option = click.option(
-    "--mirror/--no-mirror", default=MIRROR_PHOTOS, show_default=True,
-    help="Photos: classify each face with its mirror image and average the two (steadier on real faces, twice "
-         "the classifier's time; video frames never).")
-
-
-def _engine(model, detector, detector_model, face_threshold, detect_size, min_face, **kw):
+def _engine(spec: EngineSpec):
     from maskwatch.engine import MaskDetector
 
-    return MaskDetector(model=model, detector=detector, detector_model=detector_model,
-                        settings=_settings(face_threshold, detect_size, min_face), **kw)
+    return MaskDetector(spec=spec)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -164,7 +101,7 @@ def _summary_line(src: str, s: dict) -> str:
 
 @cli.command()
 @click.argument("sources", nargs=-1, required=True)
-@detector_options
+@spec_options("model", "face")
 @click.option("--json", "json_path", default=None, help="Write JSON Lines here ('-' = stdout, then nothing else).")
 @click.option("--csv", "csv_path", default=None, help="Write one CSV row per face here ('-' = stdout).")
 @click.option("--save", is_flag=True, help="Save annotated images / videos into a new run folder.")
@@ -173,8 +110,7 @@ def _summary_line(src: str, s: dict) -> str:
 @click.option("--name", default="exp", show_default=True, help="Run folder name (exp, exp2, ...).")
 @click.option("--show", is_flag=True, help="Show a live window (needs a display and GUI OpenCV).")
 @click.option("--vid-stride", type=click.IntRange(1), default=1, show_default=True, help="Use every N-th video frame.")
-@tracking_options
-@mirror_option
+@spec_options("tracking", "mirror")
 @click.option("--no-track", is_flag=True, help="Classify every face in every video frame independently.")
 @click.option("--blur", type=click.Choice(["none", "all", "without_mask", "with_mask"]), default="none",
               show_default=True, help="Blur these faces in saved images and videos.")
@@ -182,20 +118,13 @@ def _summary_line(src: str, s: dict) -> str:
               help="Record face tracks and their events in this SQLite event log (created or appended to).")
 @click.option("--retention-days", type=click.FloatRange(0, min_open=True), default=None,
               help="With --db: first delete what the event log holds from more than N days ago.")
-@click.option("--alert-after", type=click.FloatRange(0), default=ALERT_AFTER_S, show_default=True,
-              help="Seconds a tracked face must be without a mask before one unmasked_alert.")
-@click.option("--alert-cooldown", type=click.FloatRange(0), default=0.0, show_default=True,
-              help="Seconds after an alert during which the same source raises no other.")
+@spec_options("alerts")
 @click.option("--alert-webhook", default=None, help="POST each alert as JSON to this http(s) URL.")
 @click.option("--alert-thumbnails", is_flag=True, help="Include a small face picture in webhook alerts.")
 @click.option("--report", "report", is_flag=True,
               help="Write summary.json, timeline.csv and timeline.png into the run folder.")
-@click.option("--min-track-frames", type=click.IntRange(1), default=MIN_TRACK_FRAMES, show_default=True,
-              help="A face track counts as a person when seen on at least N frames.")
-def detect(sources, model, detector, detector_model, face_threshold, detect_size, min_face, json_path, csv_path,
-           save, project, name, show, vid_stride, reclassify_every, reclassify_stable_every, mirror, no_track, blur,
-           db_path, retention_days, alert_after, alert_cooldown, alert_webhook, alert_thumbnails, report,
-           min_track_frames) -> None:
+def detect(sources, json_path, csv_path, save, project, name, show, vid_stride, no_track, blur, db_path,
+           retention_days, alert_webhook, alert_thumbnails, report, **options) -> None:
     """Find and label every face in SOURCES: images, folders, globs, videos, camera indices (0), URLs."""
     from maskwatch.analytics import VideoStats
     from maskwatch.io.sources import resolve_sources
@@ -211,10 +140,9 @@ def detect(sources, model, detector, detector_model, face_threshold, detect_size
     if retention_days is not None and db_path is None:
         raise InputError("--retention-days prunes the event log: give it one with --db PATH.")
     _check_outputs({"--json": json_path, "--csv": csv_path, "--db": db_path}, may_exist=("--db",))
+    spec = spec_from_options(options)
     resolved = resolve_sources(sources)
-    engine = _engine(model, detector, detector_model, face_threshold, detect_size, min_face,
-                     reclassify_every=reclassify_every, reclassify_stable_every=reclassify_stable_every,
-                     mirror_photos=mirror)
+    engine = _engine(spec)
     quiet_stdout = "-" in (json_path, csv_path)
     window = LiveWindow() if show else None
     alerts = Alerts(alert_webhook, thumbnails=alert_thumbnails) if alert_webhook else Alerts()
@@ -234,8 +162,8 @@ def detect(sources, model, detector, detector_model, face_threshold, detect_size
             sink.close()
         alerts.close()
         raise
-    stats = VideoStats(min_track_frames)
-    compliance = ComplianceReport(min_track_frames)
+    stats = VideoStats(spec.min_track_frames)
+    compliance = ComplianceReport(spec.min_track_frames)
     sinks += [stats, compliance, alerts]
     if not quiet_stdout:
         sinks.append(_ImageLines(engine.classes))
@@ -246,8 +174,7 @@ def detect(sources, model, detector, detector_model, face_threshold, detect_size
         click.echo(f"maskwatch: skipped {exc}", err=True)
 
     try:
-        summary = run(resolved, sinks, engine, vid_stride=vid_stride, track=not no_track, on_error=on_error,
-                      tracker_options={"alert_after_s": alert_after, "alert_cooldown_s": alert_cooldown})
+        summary = run(resolved, sinks, engine, vid_stride=vid_stride, track=not no_track, on_error=on_error)
     except BrokenPipeError:
         _quiet_broken_pipe()
         return
@@ -321,8 +248,8 @@ def events(db_path, since, source, kind, limit, as_json, as_csv) -> None:
 @click.option("--json", "json_path", default=None, help="Write JSON Lines here ('-' = stdout, then nothing else).")
 @click.option("--csv", "csv_path", default=None, help="Write CSV here ('-' = stdout).")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
-@mirror_option
-def classify(inputs, model, json_path, csv_path, batch_size, mirror) -> None:
+@spec_options("mirror")
+def classify(inputs, model, json_path, csv_path, batch_size, **options) -> None:
     """Label each image in INPUTS (files, folders, globs) as one face crop, without face detection."""
     from maskwatch.classify.model import MaskClassifier
     from maskwatch.io.images import decode_image
@@ -335,6 +262,7 @@ def classify(inputs, model, json_path, csv_path, batch_size, mirror) -> None:
     images = [s for s in sources if s.kind == "image"]
     if not images:
         raise InputError("classify takes images (files, folders or globs of images), not videos or cameras.")
+    mirror = spec_from_options(options).mirror_photos
     clf = MaskClassifier(model)
     writers = [make_writer(p, k, crops=True) for p, k in ((json_path, "json"), (csv_path, "csv")) if p]
     quiet_stdout = "-" in (json_path, csv_path)
@@ -378,8 +306,7 @@ def classify(inputs, model, json_path, csv_path, batch_size, mirror) -> None:
 @click.option("--seed", type=int, default=None)
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="MobileNetV2 ImageNet weights (*_no_top.weights.h5); default: download Keras' weights.")
-@click.option("--detector", type=DETECTOR_CHOICES, default="auto", show_default=True)
-@click.option("--detector-model", type=click.Path(path_type=Path), default=None)
+@spec_options("detector", "detector_model")
 @click.option("--project", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--name", default="exp", show_default=True)
 @click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue an interrupted run folder.")
@@ -396,12 +323,13 @@ def classify(inputs, model, json_path, csv_path, batch_size, mirror) -> None:
 @click.option("--finetune-epochs", type=click.IntRange(0), default=None,
               help="With --feature-views: after the head, train MobileNetV2's last block and final 1x1 convolution "
                    "with it for N more epochs at a tenth of the learning rate (kept only if validation loss drops).")
-def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, weights, detector, detector_model, project,
-          name, resume, limit_per_class, scenes, scene_splits, feature_views, finetune_epochs) -> None:
+def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, weights, project, name, resume,
+          limit_per_class, scenes, scene_splits, feature_views, finetune_epochs, **options) -> None:
     """Audit DATA_DIR (one folder per class), split it, train, test and export a classifier."""
     from maskwatch.train.recipe import get_recipe
     from maskwatch.train.trainer import train as run_training
 
+    spec = spec_from_options(options)
     logging.getLogger("maskwatch").setLevel(min(logging.getLogger("maskwatch").level, logging.INFO))
     r = get_recipe(recipe).with_overrides(epochs=epochs, lr=lr, batch_size=batch_size, crop_faces=crop_faces,
                                           margin=margin, seed=seed)
@@ -416,7 +344,7 @@ def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, we
             raise InputError("--finetune-epochs trains on cached features: give --feature-views N (e.g. 2) too.")
         r = r.with_overrides(extra={**r.extra, "finetune_epochs": finetune_epochs})
     res = run_training(data_dir, r, runs_root=project, name=name, base_weights=weights,
-                       detector_backend=detector, detector_model=detector_model, resume=resume,
+                       detector_backend=spec.detector, detector_model=spec.detector_model, resume=resume,
                        limit_per_class=limit_per_class, scenes=list(scenes) or None,
                        scene_splits=list(scene_splits) or None)
     m = res.test_metrics
@@ -437,40 +365,40 @@ def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, we
 @click.option("--score-floor", type=click.FloatRange(0, 1), default=None,
               help="Scene data: face score from which faces are ranked for AP (default 0.05); "
                    "--face-threshold sets the operating point.")
-@face_options
-@mirror_option
+@spec_options("face", "mirror")
 @click.option("--project", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--name", default="exp", show_default=True)
-def evaluate(model, data, split_file, score_floor, detector, detector_model, face_threshold, detect_size, min_face,
-             mirror, project, name) -> None:
+def evaluate(model, data, split_file, score_floor, project, name, **options) -> None:
     """Score MODEL on DATA: a crop dataset (class folders) or a scene dataset (YOLO or Pascal VOC boxes)."""
     from maskwatch.evaluate.runner import evaluate_path
 
+    from maskwatch.faces.base import DetectorSettings
+
+    spec = spec_from_options(options)
     out = evaluate_path(model, data, split_file=split_file, project=project, name=name,
-                        detector=detector, detector_model=detector_model,
-                        settings=_settings(face_threshold, detect_size, min_face), score_floor=score_floor,
-                        mirror=mirror)
+                        detector=spec.detector, detector_model=spec.detector_model,
+                        settings=DetectorSettings.from_spec(spec), score_floor=score_floor,
+                        mirror=spec.mirror_photos)
     click.echo(out.text)
     click.echo(f"report: {out.run_dir}")
 
 
 @cli.command()
 @click.argument("source", required=False)
-@detector_options
+@spec_options("model", "face")
 @click.option("--frames", type=click.IntRange(1), default=300, show_default=True, help="Frames to time.")
 @click.option("--baseline/--no-baseline", default=False,
               help="Also time the classic tutorial pipeline (res10 SSD + Keras predict; needs [train]).")
-@tracking_options
+@spec_options("tracking")
 @click.option("--json", "json_path", default=None, help="Also write the numbers as JSON here.")
-def benchmark(source, model, detector, detector_model, face_threshold, detect_size, min_face, frames, baseline,
-              reclassify_every, reclassify_stable_every, json_path) -> None:
+def benchmark(source, frames, baseline, json_path, **options) -> None:
     """Frames/s end to end and milliseconds per stage on a video or folder (SOURCE)."""
     from maskwatch.benchmark import format_table, run_benchmark
 
-    rows = run_benchmark(source, frames=frames, baseline=baseline, reclassify_every=reclassify_every,
-                         reclassify_stable_every=reclassify_stable_every,
-                         engine_factory=lambda **kw: _engine(model, detector, detector_model, face_threshold,
-                                                             detect_size, min_face, **kw))
+    spec = spec_from_options(options)
+    rows = run_benchmark(source, frames=frames, baseline=baseline, reclassify_every=spec.reclassify_every,
+                         reclassify_stable_every=spec.reclassify_stable_every,
+                         engine_factory=lambda **kw: _engine(spec.replace(**kw)))
     click.echo(format_table(rows))
     if json_path:
         from maskwatch.io.writers import open_output
@@ -489,10 +417,16 @@ def models() -> None:
 @models.command("info")
 @click.argument("model", type=click.Path(path_type=Path), required=False)
 def models_info(model) -> None:
-    """Print what a maskwatch model file says about itself (default: the bundled model)."""
+    """Print what a maskwatch model file says about itself (default: the bundled model), and the effective
+    engine spec (defaults changed by MASKWATCH_* variables) with the face backends on offer."""
     from maskwatch.classify.model import MaskClassifier
+    from maskwatch.faces.registry import backends
 
-    click.echo(json.dumps(MaskClassifier(model).describe(), indent=2))
+    card = MaskClassifier(model).describe()
+    spec = EngineSpec.from_env(model=None if model is None else str(model))
+    card["engine"] = {"spec": spec.to_dict(), "changed_from_defaults": spec.differences(),
+                      "face_backends": {name: b.help for name, b in backends().items()}}
+    click.echo(json.dumps(card, indent=2))
 
 
 @models.command("fetch")
@@ -504,19 +438,23 @@ def models_fetch(dest) -> None:
     click.echo(str(fetch_yunet(dest)))
 
 
+#: The server's own engine defaults (the rest are the spec's): with 8 clients on 2 cores the mirror pass took
+#: photo latency from 864 to 1206 ms p95 (benchmarks/serve_load.py), over the 1 s the web app must keep.
+SERVE_DEFAULTS = {"mirror_photos": False}
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@detector_options
+@spec_options("model", "face", "mirror", defaults=SERVE_DEFAULTS)
 @click.option("--max-upload-mb", type=click.FloatRange(0.01), default=MAX_UPLOAD_MB, show_default=True)
 @click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
               help="Record live camera sessions and video jobs in this SQLite event log (MASKWATCH_DB).")
-@click.option("--mirror/--no-mirror", default=None,
-              help="Photos: classify each face with its mirror image too, as detect does (default off here, "
-                   "for latency under load; MASKWATCH_MIRROR).")
-def serve(host, port, model, detector, detector_model, face_threshold, detect_size, min_face, max_upload_mb,
-          db_path, mirror) -> None:
+def serve(host, port, max_upload_mb, db_path, **options) -> None:
     """Start the web app and HTTP API (page at /, API docs at /docs)."""
+    from maskwatch.faces.base import DetectorSettings
+
+    spec = spec_from_options(options, base=EngineSpec.from_env(base=EngineSpec(**SERVE_DEFAULTS)))
     if db_path is not None:
         from maskwatch.events import connect
 
@@ -528,9 +466,9 @@ def serve(host, port, model, detector, detector_model, face_threshold, detect_si
         raise MaskwatchError(f'the web app needs the serve extra: pip install "maskwatch[serve]" ({exc.name} missing)') from exc
     logging.getLogger("maskwatch.server").setLevel(logging.WARNING)  # its non-loopback warning
     try:
-        run_server(host=host, port=port, model=model, detector=detector, detector_model=detector_model,
-                   max_upload_mb=max_upload_mb, detector_settings=_settings(face_threshold, detect_size, min_face),
-                   mirror_photos=mirror,
+        run_server(host=host, port=port, model=spec.model, detector=spec.detector, detector_model=spec.detector_model,
+                   max_upload_mb=max_upload_mb, detector_settings=DetectorSettings.from_spec(spec),
+                   mirror_photos=spec.mirror_photos,
                    on_ready=lambda url: click.echo(f"maskwatch: serving on {url}  (Ctrl+C to stop)", err=True))
     except (KeyboardInterrupt, click.exceptions.Abort):
         pass

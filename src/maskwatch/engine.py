@@ -7,6 +7,7 @@ models.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -14,13 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from maskwatch.classify.model import MaskClassifier
-from maskwatch.defaults import MIRROR_PHOTOS, RECLASSIFY_EVERY, RECLASSIFY_STABLE_EVERY
 from maskwatch.errors import InputError
-from maskwatch.faces.detector import DetectorSettings, FaceBoxes, create_face_detector
-from maskwatch.io.images import DEFAULT_MAX_PIXELS, decode_image
+from maskwatch.faces.base import DetectorSettings, FaceBoxes
+from maskwatch.faces.registry import create_face_detector
+from maskwatch.io.images import as_bgr_uint8, decode_image
 from maskwatch.io.sources import Source
 from maskwatch.preprocess import DEFAULT_MARGIN, crop_face
 from maskwatch.results import CropResult, Face, FrameResult
+from maskwatch.spec import EngineSpec
 from maskwatch.track import FaceTracker
 
 log = logging.getLogger(__name__)
@@ -39,20 +41,26 @@ def crop_largest_face(image_bgr: np.ndarray, face_detector, margin: float = DEFA
 
 
 class MaskDetector:
-    """Find every face in an image and label it ``with_mask`` / ``without_mask``.
+    """Find every face in an image and label it ``with_mask`` / ``without_mask`` (and ``mask_incorrect``
+    with a 3-class model).
+
+    Built from an :class:`~maskwatch.spec.EngineSpec` (``spec``), which holds every setting and its
+    default; the keyword arguments are a shortcut that change single fields of it.
+
+    Thread safety: one detector may be shared by threads. The classifier (ONNX Runtime) is shared;
+    each thread gets its own face detectors (OpenCV's keep per-call state), built on first use from
+    the spec. :meth:`fork` makes a detector with other settings that shares the loaded classifier.
 
     Args:
         model: a maskwatch ``.onnx`` classifier, or ``None`` for the bundled default.
-        detector: face-detector backend: ``"auto"``, ``"yunet"`` or ``"yuface"``.
-        detector_model: YuNet ONNX file or folder (default: ``$MASKWATCH_MODELS``, the user cache).
-        settings: face-detector thresholds, detection size and box calibration.
+        detector: face-detector backend (``"auto"``, ``"yunet"``, ``"yuface"``, ``"centerface"``,
+            ``"fused"`` or any registered in :mod:`maskwatch.faces.registry`).
+        detector_model: the backend's ONNX file or folder (default: ``$MASKWATCH_MODELS``, the user cache).
+        settings: face-detector thresholds, detection sizes and box calibration (overrides the spec's).
         threads: ONNX Runtime threads for the classifier.
-        max_pixels: pixel limit for decoded images.
-        reclassify_every: in videos, a tracked face is classified again after this many frames.
-        reclassify_stable_every: the same for a stable track (confident, agreeing verdicts, same face
-            size); raised to ``reclassify_every`` if lower, so ``1, 1`` classifies every face every frame.
-        mirror_photos: classify each face of a photo (not of a video frame) together with its mirror
-            image and average the two (more accurate on real faces, twice the classifier's time).
+        max_pixels: pixel limit for decoded images and frames.
+        reclassify_every / reclassify_stable_every / mirror_photos: see :class:`~maskwatch.spec.EngineSpec`.
+        spec: the whole description; the other arguments, when given, change it.
 
     Example:
         >>> det = MaskDetector()
@@ -63,31 +71,83 @@ class MaskDetector:
     def __init__(
         self,
         model: str | Path | None = None,
-        detector: str = "auto",
+        detector: str | None = None,
         detector_model: str | Path | None = None,
         settings: DetectorSettings | None = None,
-        threads: int = 1,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-        reclassify_every: int = RECLASSIFY_EVERY,
-        reclassify_stable_every: int = RECLASSIFY_STABLE_EVERY,
-        mirror_photos: bool = MIRROR_PHOTOS,
+        threads: int | None = None,
+        max_pixels: int | None = None,
+        reclassify_every: int | None = None,
+        reclassify_stable_every: int | None = None,
+        mirror_photos: bool | None = None,
+        *,
+        spec: EngineSpec | None = None,
+        _classifier: MaskClassifier | None = None,
     ) -> None:
-        self.classifier = MaskClassifier(model, threads=threads)
-        self.face_detector = create_face_detector(detector, detector_model, settings)
-        video_settings = self.face_detector.settings.for_video()
-        self.video_face_detector = (
-            self.face_detector if video_settings == self.face_detector.settings
-            else self.face_detector.with_settings(video_settings)
-        )
+        changes = {k: v for k, v in dict(
+            model=model, detector=detector, detector_model=detector_model, threads=threads, max_pixels=max_pixels,
+            reclassify_every=reclassify_every, reclassify_stable_every=reclassify_stable_every,
+            mirror_photos=mirror_photos).items() if v is not None}
+        if settings is not None:
+            changes.update(face_threshold=settings.score_threshold, nms_threshold=settings.nms_threshold,
+                           detect_size=settings.detect_size, video_detect_size=settings.video_detect_size,
+                           min_face=settings.min_face, box_scale=tuple(settings.box_scale),
+                           box_shift=tuple(settings.box_shift))
+        base = spec if spec is not None else EngineSpec()
+        self.spec: EngineSpec = base.replace(**changes) if changes else base
+        self.classifier = _classifier if _classifier is not None else MaskClassifier(self.spec.model,
+                                                                                      threads=self.spec.threads)
+        self.detector_settings = DetectorSettings.from_spec(self.spec)
+        self._local = threading.local()
         self.margin = float(self.classifier.info.preprocessing.get("margin", DEFAULT_MARGIN))
-        self.max_pixels = max_pixels
-        for name, value in (("reclassify_every", reclassify_every),
-                            ("reclassify_stable_every", reclassify_stable_every)):
-            if value < 1:
-                raise InputError(f"{name} must be >= 1 frame, got {value}")
-        self.reclassify_every = reclassify_every
-        self.reclassify_stable_every = max(reclassify_every, reclassify_stable_every)
-        self.mirror_photos = bool(mirror_photos)
+        self._detectors()  # build (and check) this thread's face detectors now: a bad file fails here
+
+    def fork(self, **changes) -> MaskDetector:
+        """A detector with some spec fields changed (e.g. ``detect_size=480``, ``mirror_photos=False``)
+        that shares this one's loaded classifier (unless ``model`` or ``threads`` change)."""
+        spec = self.spec.replace(**changes)
+        same_classifier = spec.model == self.spec.model and spec.threads == self.spec.threads
+        return MaskDetector(spec=spec, _classifier=self.classifier if same_classifier else None)
+
+    def _detectors(self):
+        """This thread's (photo, video) face detectors, built on first use."""
+        pair = getattr(self._local, "pair", None)
+        if pair is None:
+            photo = create_face_detector(self.spec.detector, self.spec.detector_model, self.detector_settings)
+            video_settings = self.detector_settings.for_video()
+            video = photo if video_settings == self.detector_settings else photo.with_settings(video_settings)
+            pair = self._local.pair = (photo, video)
+        return pair
+
+    @property
+    def face_detector(self):
+        """This thread's face detector for photos."""
+        return self._detectors()[0]
+
+    @property
+    def video_face_detector(self):
+        """This thread's face detector for video frames (the video detection size)."""
+        return self._detectors()[1]
+
+    @property
+    def max_pixels(self) -> int:
+        return self.spec.max_pixels
+
+    @property
+    def mirror_photos(self) -> bool:
+        return self.spec.mirror_photos
+
+    @property
+    def reclassify_every(self) -> int:
+        return self.spec.reclassify_every
+
+    @property
+    def reclassify_stable_every(self) -> int:
+        return self.spec.reclassify_stable_every
+
+    def describe(self) -> dict:
+        """The effective engine: its spec, the face backend actually used, and the classifier's card."""
+        return {"spec": self.spec.to_dict(), "face_detector": self.face_detector.name,
+                "classes": list(self.classes), "model": self.classifier.describe()}
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -125,6 +185,7 @@ class MaskDetector:
         tracks go through the classifier; each face then carries its track's label and recent
         (exponentially averaged) probabilities, and the result's ``events`` what happened to tracks.
         """
+        image_bgr = as_bgr_uint8(image_bgr, max_pixels=self.max_pixels)
         t0 = time.perf_counter()
         boxes = self.find_faces(image_bgr, video=tracker is not None)
         detect_ms = (time.perf_counter() - t0) * 1e3
@@ -133,9 +194,7 @@ class MaskDetector:
 
     def find_faces(self, image_bgr: np.ndarray, video: bool = False) -> FaceBoxes:
         """Stage 1: face boxes in one BGR ``uint8`` image (``video``: at the video detection size)."""
-        if not isinstance(image_bgr, np.ndarray) or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-            shape = getattr(image_bgr, "shape", type(image_bgr).__name__)
-            raise InputError(f"expected a BGR uint8 image of shape (H, W, 3), got {shape}")
+        image_bgr = as_bgr_uint8(image_bgr, max_pixels=self.max_pixels)
         return (self.video_face_detector if video else self.face_detector).detect(image_bgr)
 
     def label_faces(
@@ -204,8 +263,7 @@ class MaskDetector:
         """A face tracker for one video, set up with this detector's tracking settings.
 
         ``options`` go to :class:`~maskwatch.track.FaceTracker` (``alert_after_s``, ``alpha``, ...)."""
-        options.setdefault("reclassify_every", self.reclassify_every)
-        options.setdefault("reclassify_stable_every", self.reclassify_stable_every)
+        options = {**self.spec.tracker_options(), **options}
         return FaceTracker(len(self.classes), classes=self.classes, source=source, **options)
 
     def process(self, sources: Sequence[str | Path | Source], vid_stride: int = 1, keep_image: bool = False,
@@ -221,12 +279,15 @@ class MaskDetector:
         """
         from maskwatch.io.sources import resolve_sources
 
+        if isinstance(sources, (str, Path, Source)):  # one source, not a sequence of characters
+            sources = [sources]
         yield from label_stream(self, resolve_sources(sources), vid_stride=vid_stride, keep_image=keep_image,
                                 on_error=on_error, track=track)
 
     def classify(self, crops_bgr: Sequence[np.ndarray], sources: Iterable[str] | None = None) -> list[CropResult]:
         """Label whole images as face crops (no face detection); see :meth:`MaskClassifier.classify`."""
-        return self.classifier.classify(list(crops_bgr), None if sources is None else list(sources),
+        crops = [as_bgr_uint8(c, what=f"crop {i}") for i, c in enumerate(crops_bgr)]
+        return self.classifier.classify(crops, None if sources is None else list(sources),
                                         mirror=self.mirror_photos)
 
 

@@ -130,7 +130,8 @@ def run(
     detector: str = "auto",
     detector_model: str | Path | None = None,
     settings=None,
-    reclassify_every: int = 5,
+    reclassify_every: int | None = None,
+    spec=None,
     chunk_seconds: float = 30.0,
     max_chunks: int = 4,
     batch_size: int = 8,
@@ -150,8 +151,9 @@ def run(
         address: ``None`` starts Ray in this process; ``"auto"`` or ``"ray://host:10001"`` joins a cluster.
             An already initialised Ray (``ray.init`` by the caller) is used as it is.
         workers: actors in the pool (default: the cluster's CPUs), each with one engine.
-        model, detector, detector_model, settings, reclassify_every: as for
-            :class:`~maskwatch.engine.MaskDetector`.
+        spec: the engine every actor builds (:class:`~maskwatch.spec.EngineSpec`; default: the defaults).
+        model, detector, detector_model, settings, reclassify_every: change single fields of ``spec``,
+            as for :class:`~maskwatch.engine.MaskDetector`.
         chunk_seconds, max_chunks: video chunk length, and the most chunks one video is cut into.
         batch_size: work items (images or video chunks) per actor call.
         part_inputs, part_seconds: a Parquet part is committed after this many finished inputs or
@@ -171,8 +173,9 @@ def run(
     from maskwatch.batch.output import Done, OutputDir
     from maskwatch.batch.worker import EngineConfig
     from maskwatch.classify.model import MaskClassifier
-    from maskwatch.faces.detector import DetectorSettings
-    from maskwatch.faces.models import find_yunet
+    from maskwatch.faces.base import DetectorSettings
+    from maskwatch.faces.registry import create_face_detector
+    from maskwatch.spec import EngineSpec
 
     require_ray()
     t_start, cpu_start = time.perf_counter(), time.process_time()
@@ -180,30 +183,33 @@ def run(
         raise InputError(f"--workers must be >= 1, got {workers}")
     if chunk_seconds <= 0 or max_chunks < 1:
         raise InputError(f"chunks must be > 0 s and at least 1 per video, got {chunk_seconds} s and {max_chunks}")
-    if reclassify_every < 1:
-        raise InputError(f"reclassify_every must be >= 1 frame, got {reclassify_every}")
-    settings = settings or DetectorSettings()
+    changes = {k: v for k, v in dict(model=model, detector=detector, detector_model=detector_model,
+                                     reclassify_every=reclassify_every).items() if v is not None}
+    if settings is not None:
+        changes.update(face_threshold=settings.score_threshold, nms_threshold=settings.nms_threshold,
+                       detect_size=settings.detect_size, video_detect_size=settings.video_detect_size,
+                       min_face=settings.min_face, box_scale=tuple(settings.box_scale),
+                       box_shift=tuple(settings.box_shift))
+    spec = (spec or EngineSpec()).replace(**changes)
     items = resolve_inputs([str(i) for i in inputs])
-    classifier = MaskClassifier(model)
+    classifier = MaskClassifier(spec.model)
     classes = classifier.classes
-    yunet = find_yunet(detector_model) if detector in ("auto", "yunet") else None
-    if detector == "yunet" and yunet is None:
-        raise InputError("--detector yunet: no YuNet file found; set MASKWATCH_MODELS, pass --detector-model or run "
-                         "'maskwatch models fetch'.")
-    backend = "yunet" if yunet is not None else "yuface"
-    if detector == "auto" and yunet is None:
-        log.warning("YuNet model file not found (set MASKWATCH_MODELS or run 'maskwatch models fetch'); "
-                    "using the slower built-in yuface detector")
+    # The driver builds the face stage once, as every actor will (the same registry), so that a
+    # missing file fails here in one line and the run records the backend and file it really used.
+    face = create_face_detector(spec.detector, spec.detector_model, DetectorSettings.from_spec(spec))
+    face_file = getattr(face, "model_path", None)
+    if face_file is not None and spec.detector in ("auto", "yunet"):
+        spec = spec.replace(detector_model=str(face_file))  # every actor loads this very file
     # The bundled model is named by None so that each node loads its own installed copy; a model file
-    # given by the user, and the YuNet file, must exist at the same path on every node.
-    config = EngineConfig(model=None if model is None else str(classifier.path), detector=backend,
-                          detector_model=None if yunet is None else str(yunet),
-                          settings=json.loads(json.dumps(asdict(settings))), reclassify_every=reclassify_every)
+    # given by the user, and the face-detector file, must exist at the same path on every node.
+    spec = spec.replace(model=None if spec.model is None else str(classifier.path), threads=1)
+    config = EngineConfig(spec=spec.to_dict())
     run_settings = {
         "maskwatch": __version__, "model": classifier.info.name, "model_sha256": sha256_file(classifier.path),
-        "classes": list(classes), "detector": backend,
-        "detector_sha256": None if yunet is None else sha256_file(Path(yunet)),
-        "detector_settings": config.settings, "reclassify_every": reclassify_every,
+        "classes": list(classes), "detector": face.name,
+        "detector_sha256": None if face_file is None else sha256_file(Path(face_file)),
+        "detector_settings": {k: v for k, v in spec.to_dict().items() if k not in ("model", "threads")},
+        "reclassify_every": spec.reclassify_every,
         "chunk_seconds": float(chunk_seconds), "max_chunks": int(max_chunks),
     }
     out = OutputDir(str(output), classes, run_settings)

@@ -48,7 +48,7 @@ def _ray_noise_off():
 
 def register(group: click.Group) -> None:
     """Add ``batch`` to the ``maskwatch`` command group (the shared detector options come from it)."""
-    from maskwatch.cli import _settings, detector_options
+    from maskwatch.options import spec_from_options, spec_options
 
     @group.command("batch")
     @click.argument("inputs", nargs=-1, required=True)
@@ -59,9 +59,7 @@ def register(group: click.Group) -> None:
                        "Ray on this machine.")
     @click.option("--workers", type=click.IntRange(1), default=None,
                   help="Actors in the pool, one engine each (default: the cluster's CPUs).")
-    @detector_options
-    @click.option("--reclassify-every", type=click.IntRange(1), default=5, show_default=True,
-                  help="In videos, classify a tracked face again after N frames.")
+    @spec_options("model", "face", "tracking")
     @click.option("--chunk-seconds", type=click.FloatRange(1), default=30.0, show_default=True,
                   help="Cut videos into chunks this long, labelled in parallel.")
     @click.option("--max-chunks", type=click.IntRange(1), default=4, show_default=True,
@@ -72,8 +70,8 @@ def register(group: click.Group) -> None:
                   help="Commit a Parquet part after N finished inputs (or 30 s): what an interruption can lose.")
     @click.option("--object-store-mb", type=click.IntRange(64), default=512, show_default=True,
                   help="Object store of a Ray started here (ignored with --address).")
-    def batch(inputs, output, address, workers, model, detector, detector_model, face_threshold, detect_size,
-              min_face, reclassify_every, chunk_seconds, max_chunks, batch_size, commit_every, object_store_mb) -> None:
+    def batch(inputs, output, address, workers, chunk_seconds, max_chunks, batch_size, commit_every, object_store_mb,
+              **options) -> None:
         """Label every image and video frame in INPUTS on Ray; Parquet results in --output.
 
         INPUTS: folders, globs, image and video files, and manifests (a .txt of paths, or a .csv /
@@ -82,11 +80,9 @@ def register(group: click.Group) -> None:
         from maskwatch.batch import require_ray, run
 
         require_ray()
-        settings = _settings(face_threshold, detect_size, min_face)
+        spec = spec_from_options(options)
         with _ray_noise_off():
-            summary = run(list(inputs), output, address=address, workers=workers, model=model, detector=detector,
-                          detector_model=detector_model, settings=settings, reclassify_every=reclassify_every,
-                          chunk_seconds=chunk_seconds, max_chunks=max_chunks, batch_size=batch_size,
+            summary = run(list(inputs), output, address=address, workers=workers, spec=spec, chunk_seconds=chunk_seconds, max_chunks=max_chunks, batch_size=batch_size,
                           part_inputs=commit_every, object_store_mb=object_store_mb)
         click.echo(f"maskwatch: batch: {summary.line()}", err=True)
         if summary.failed_total:

@@ -25,28 +25,17 @@ RESULT_COLUMNS = ("unit", "source", "kind", "chunk", "n_chunks", "status", "erro
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """Everything an actor needs to build the same :class:`~maskwatch.engine.MaskDetector` as the driver."""
+    """Everything an actor needs to build the same :class:`~maskwatch.engine.MaskDetector` as the driver:
+    the engine spec (:meth:`~maskwatch.spec.EngineSpec.to_dict`) and OpenCV's thread count."""
 
-    model: str | None  # None: the bundled model of the worker's own installation
-    detector: str
-    detector_model: str | None
-    settings: dict[str, Any] = field(default_factory=dict)
-    reclassify_every: int = 5
-    max_pixels: int | None = None
+    spec: dict[str, Any] = field(default_factory=dict)
     cv_threads: int = 1
 
     def build(self):
         from maskwatch.engine import MaskDetector
-        from maskwatch.faces.detector import DetectorSettings
+        from maskwatch.spec import EngineSpec
 
-        settings = dict(self.settings)
-        for key in ("box_scale", "box_shift"):
-            if key in settings and settings[key] is not None:
-                settings[key] = tuple(settings[key])
-        kw = {} if self.max_pixels is None else {"max_pixels": self.max_pixels}
-        return MaskDetector(model=self.model, detector=self.detector, detector_model=self.detector_model,
-                            settings=DetectorSettings(**settings), threads=1,
-                            reclassify_every=self.reclassify_every, **kw)
+        return MaskDetector(spec=EngineSpec.from_dict(self.spec))
 
 
 def read_bytes(source: str) -> bytes:

@@ -17,7 +17,8 @@ from dataclasses import replace
 import numpy as np
 
 from maskwatch.boxes import box_iou
-from maskwatch.faces.detector import DetectorSettings, _BaseDetector
+from maskwatch.faces.base import BaseDetector as _BaseDetector
+from maskwatch.faces.base import DetectorSettings
 
 #: IoU at which two boxes are taken as the same face (the WBF paper's default for detection ensembles).
 FUSION_IOU = 0.55

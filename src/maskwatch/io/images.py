@@ -445,3 +445,45 @@ def encode_image(image_bgr: np.ndarray, fmt: str = "jpeg", quality: int = 90) ->
 
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def as_bgr_uint8(image: object, what: str = "image", max_pixels: int | None = None) -> np.ndarray:
+    """An in-memory image as ``uint8`` BGR ``(H, W, 3)``, or one clear :class:`InputError`.
+
+    Accepted: ``uint8`` (grey ``(H, W)``, ``(H, W, 1)``, BGR, BGRA — alpha dropped), ``uint16`` (scaled
+    by 1/257), and floats in ``0..1`` (scaled by 255) or ``0..255``. Refused, with what arrived and
+    what to do: other dtypes (bool, int64, ...), other shapes, empty (0-pixel) images, NaN/inf pixels,
+    and images over ``max_pixels``.
+    """
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"{what}: expected a NumPy array (H, W, 3) of uint8 BGR pixels, got {type(image).__name__}")
+    a = image
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise InputError(f"{what}: expected shape (H, W, 3) BGR (or (H, W) grey, (H, W, 4) BGRA), got {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise InputError(f"{what}: the image is empty ({a.shape[1]}x{a.shape[0]} pixels); give an image with pixels")
+    if max_pixels is not None and a.shape[0] * a.shape[1] > max_pixels:
+        raise _too_large(what, a.shape[1], a.shape[0], max_pixels)
+    if a.dtype == np.uint8:
+        pass
+    elif a.dtype == np.uint16:
+        a = (a.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+    elif a.dtype in (np.float16, np.float32, np.float64):
+        if not np.isfinite(a).all():
+            raise InputError(f"{what}: the float image has NaN or infinite pixels; give finite values in 0..1 "
+                             "or 0..255")
+        lo, hi = float(a.min()), float(a.max())
+        if lo < 0 or hi > 255:
+            raise InputError(f"{what}: float pixels must lie in 0..1 or 0..255, got {lo:g}..{hi:g}; rescale first")
+        scale = 255.0 if hi <= 1.0 else 1.0
+        a = np.clip(np.rint(a.astype(np.float32) * scale), 0, 255).astype(np.uint8)
+    else:
+        raise InputError(f"{what}: expected uint8 pixels (or uint16, or floats in 0..1), got dtype {a.dtype}; "
+                         "convert with image.astype(numpy.uint8) after scaling to 0..255")
+    if a.ndim == 2:
+        a = _gray_to_bgr(a)
+    elif a.shape[2] == 4:
+        a = a[:, :, :3]
+    return np.ascontiguousarray(a)

@@ -142,7 +142,7 @@ def open_capture(source: Source):
 
     import cv2
 
-    from maskwatch.faces.detector import quiet_opencv
+    from maskwatch.cvutil import quiet_opencv
 
     quiet_opencv()
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own notes; we report problems ourselves

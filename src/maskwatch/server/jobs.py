@@ -278,7 +278,7 @@ class JobManager:
     def _probe(path: Path) -> tuple[int | None, float | None, float | None]:
         import cv2
 
-        from maskwatch.faces.detector import quiet_opencv
+        from maskwatch.cvutil import quiet_opencv
 
         quiet_opencv()
         cap = cv2.VideoCapture(str(path))
