@@ -13,11 +13,12 @@ def test_blank_image_has_no_faces(engine):
     assert r.faces == [] and (r.width, r.height) == (320, 240)
 
 
-def test_wrong_array_shape_is_refused(engine):
+def test_wrong_array_shape_is_refused_and_grey_is_converted(engine):
     from maskwatch.errors import InputError
 
-    with pytest.raises(InputError, match="expected a BGR uint8 image"):
-        engine.detect(np.zeros((10, 10), np.uint8))
+    with pytest.raises(InputError, match=r"expected shape \(H, W, 3\) BGR"):
+        engine.detect(np.zeros((10, 10, 2), np.uint8))
+    assert engine.detect(np.zeros((10, 10), np.uint8)).width == 10  # grey, as decode_image accepts it
 
 
 def test_auto_uses_the_bundled_yunet_with_no_models_folder(model_path, tmp_path, monkeypatch):
@@ -51,7 +52,7 @@ def test_yuface_openmp_is_limited_in_every_calling_thread(model_path, monkeypatc
     import os
     import threading
 
-    from maskwatch.faces import detector
+    from maskwatch.faces import yunet as detector
 
     det = detector.YuFaceDetector()
     libs = detector._yuface_libgomp()

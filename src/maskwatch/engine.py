@@ -281,7 +281,9 @@ class MaskDetector:
 
         if isinstance(sources, (str, Path, Source)):  # one source, not a sequence of characters
             sources = [sources]
-        yield from label_stream(self, resolve_sources(sources), vid_stride=vid_stride, keep_image=keep_image,
+        from maskwatch.runloop import label_stream as _label_stream
+
+        yield from _label_stream(self, resolve_sources(sources), vid_stride=vid_stride, keep_image=keep_image,
                                 on_error=on_error, track=track)
 
     def classify(self, crops_bgr: Sequence[np.ndarray], sources: Iterable[str] | None = None) -> list[CropResult]:
@@ -291,88 +293,8 @@ class MaskDetector:
                                         mirror=self.mirror_photos)
 
 
-_DONE = object()
+def label_stream(*args, **kwargs):
+    """Moved to :func:`maskwatch.runloop.label_stream` (kept here for old imports)."""
+    from maskwatch.runloop import label_stream as _label_stream
 
-
-def label_stream(engine: MaskDetector, sources: list[Source], vid_stride: int = 1, keep_image: bool = False,
-                 on_error=None, track: bool = True, tracker_options: dict | None = None,
-                 stop=None) -> Iterator[FrameResult]:
-    """Results of already resolved sources, one frame behind the detector so that the last frame of
-    each video carries the ``track_ended`` events of its open tracks.
-
-    ``stop`` (a :class:`threading.Event`): once set, the frame in hand is finished, open tracks are
-    closed, and the stream ends.
-    """
-    held: FrameResult | None = None
-    tracker: FaceTracker | None = None
-    current = None
-    for k, fr, boxes, detect_ms in _prefetch(engine, sources, vid_stride, on_error):
-        if k != current:
-            if held is not None:
-                if tracker is not None:
-                    held.events.extend(tracker.close())
-                yield held
-                held = None
-            current = k
-            tracker = (engine.new_tracker(fr.source, **(tracker_options or {}))
-                       if track and sources[k].kind != "image" else None)
-        result = engine.label_faces(fr.image, boxes, source=fr.source, frame=fr.index, time_s=fr.time_s,
-                                    keep_image=keep_image, tracker=tracker, video=sources[k].kind != "image",
-                                    timings_ms={"decode": fr.decode_ms, "detect": detect_ms})
-        result.source_info = getattr(fr, "info", None)
-        if held is not None:
-            yield held
-        held = result
-        if stop is not None and stop.is_set():
-            break
-    if held is not None:
-        if tracker is not None:
-            held.events.extend(tracker.close())
-        yield held
-
-
-def _prefetch(engine: MaskDetector, sources: list[Source], vid_stride: int, on_error, depth: int = 4):
-    """Yield ``(source index, frame, boxes, detect ms)`` decoded and detected by a background thread."""
-    import queue
-    import threading
-
-    from maskwatch.io.sources import iter_frames
-
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for k, src in enumerate(sources):
-                for fr in iter_frames(src, vid_stride=vid_stride, max_pixels=engine.max_pixels, on_error=on_error):
-                    t0 = time.perf_counter()
-                    boxes = engine.find_faces(fr.image, video=src.kind != "image")
-                    if not put((k, fr, boxes, (time.perf_counter() - t0) * 1e3)):
-                        return
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
-            put(exc)
-            return
-        put(_DONE)
-
-    thread = threading.Thread(target=work, name="maskwatch-decode-detect", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    return _label_stream(*args, **kwargs)

@@ -1,10 +1,16 @@
-"""One run loop for every front: sources in, results out to sinks, closed properly whatever happens.
+"""The one frame loop for every front: frames in, results out to sinks, closed properly whatever happens.
 
-:func:`run` resolves the sources, runs the engine frame by frame, hands every
-:class:`~maskwatch.results.FrameResult` to each sink, shows a progress bar, and closes every sink at
-the end, on an error, on Ctrl-C, ``SIGTERM`` or ``SIGHUP`` (the frame in hand is finished, open face
-tracks are closed with their last time, files are completed), so outputs are always valid files.
-``maskwatch detect`` is this function plus option parsing and printing.
+:class:`FrameLoop` is the loop itself, push-style: a driver ``begin()``s a source, ``push()``es its
+frames and ends it; the loop runs the engine, keeps one face tracker per video source (closing it,
+with its ``track_ended`` events on the source's last frame), and drives the sinks through their
+lifecycle (:mod:`maskwatch.sinks`). Every front drives the same loop:
+
+- :func:`run` (``maskwatch detect``, video jobs, batch actors, each camera of ``maskwatch watch``)
+  pulls frames from files, folders, cameras and streams, decoded and face-detected one step ahead in
+  a background thread, and stops cleanly on Ctrl-C, ``SIGTERM``, ``SIGHUP`` or a ``stop`` event (the
+  frame in hand is finished, open tracks are closed, files are completed);
+- the server's live sessions push the browser's frames one request at a time;
+- :func:`label_stream` (``MaskDetector.process``) yields the results instead of writing them.
 
 Example::
 
@@ -24,13 +30,17 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any
 
 from maskwatch.errors import MaskwatchError
-from maskwatch.results import FrameResult
+from maskwatch.results import FrameResult, SourceInfo
+from maskwatch.sinks.base import Sink as _Sink
+from maskwatch.sinks.base import Sinks
+from maskwatch.sinks.base import StopRun as _StopRun
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +48,9 @@ log = logging.getLogger(__name__)
 STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
-class StopRun(Exception):  # noqa: N818 - a request, not an error
-    """Raised by a sink to end the run cleanly (e.g. ``q`` in the live window)."""
-
-
-@runtime_checkable
-class Sink(Protocol):
-    """Where results go. ``write`` is called once per frame (in order), ``close`` once at the end.
-
-    A sink that needs the decoded image (annotated media, thumbnails) sets ``needs_image = True``.
-    ``result.events`` holds what happened to face tracks on that frame. A sink may also have
-    ``finish(summary)``, called with the :class:`RunSummary` just before ``close``.
-    """
-
-    def write(self, result: FrameResult) -> None: ...
-
-    def close(self) -> None: ...
+#: The sink protocol lives in :mod:`maskwatch.sinks`; these names stay importable from here.
+Sink = _Sink
+StopRun = _StopRun
 
 
 @dataclass
@@ -104,6 +101,186 @@ class _Signals:
             signal.signal(sig, old)
 
 
+class FrameLoop:
+    """The frame loop: one engine, one source at a time, results into sinks.
+
+    Args:
+        engine: a :class:`~maskwatch.engine.MaskDetector`.
+        sinks: where results go (:mod:`maskwatch.sinks`); started on the first :meth:`begin`.
+        track: follow faces across video frames (steadied labels, per-person events).
+        tracker_options: overrides for :class:`~maskwatch.track.FaceTracker` (default: the engine spec's).
+        keep_image: keep decoded images on results (default: when a sink ``needs_image``).
+
+    Each result reaches the sinks one frame late, so that the last frame of a video source can carry
+    the ``track_ended`` events of the tracks still open when the source ends (:meth:`end_source`).
+    :meth:`push` returns the result at once (a live session answers with it).
+    """
+
+    def __init__(self, engine, sinks: Sequence[Any] | Sinks = (), *, track: bool = True,
+                 tracker_options: dict | None = None, keep_image: bool | None = None) -> None:
+        self.engine = engine
+        self.sinks = sinks if isinstance(sinks, Sinks) else Sinks(sinks)
+        self.track = track
+        self.tracker_options = dict(tracker_options or {})
+        self.keep_image = self.sinks.need_image if keep_image is None else bool(keep_image)
+        #: results written to the sinks so far
+        self.frames = 0
+        self.tracker = None
+        self._held: FrameResult | None = None
+        self._source: str | None = None
+        self._info: SourceInfo | None = None
+        self._video = False
+
+    @property
+    def source(self) -> str | None:
+        """The source being processed (``None`` between sources)."""
+        return self._source
+
+    def begin(self, source: str, *, video: bool, info: SourceInfo | None = None) -> None:
+        """Start a source (ending the one before): a new face tracker for a video, camera or stream."""
+        self.end_source()
+        self.sinks.start()
+        self._source, self._video, self._info = source, video, info
+        self.tracker = (self.engine.new_tracker(source, **self.tracker_options) if self.track and video else None)
+
+    def push(self, image, *, frame: int | None = None, time_s: float | None = None, boxes=None,
+             timings_ms: dict[str, float] | None = None) -> FrameResult:
+        """Label one frame of the current source (``boxes``: faces already found, e.g. by a prefetch
+        thread) and hand the frame before it to the sinks. Returns this frame's result."""
+        if self._source is None:
+            raise RuntimeError("FrameLoop.push() before begin(): name the source first")
+        timings = dict(timings_ms or {})
+        if boxes is None:
+            t0 = time.perf_counter()
+            boxes = self.engine.find_faces(image, video=self._video)
+            timings["detect"] = (time.perf_counter() - t0) * 1e3
+        result = self.engine.label_faces(image, boxes, source=self._source, frame=frame, time_s=time_s,
+                                         keep_image=self.keep_image, tracker=self.tracker, video=self._video,
+                                         timings_ms=timings)
+        result.source_info = self._info
+        held, self._held = self._held, result
+        if held is not None:
+            self._write(held)
+        return result
+
+    def end_source(self) -> None:
+        """End the current source: close its tracker (``track_ended`` events on its last frame) and
+        hand that frame to the sinks."""
+        held, tracker = self._held, self.tracker
+        self._held, self.tracker, self._source = None, None, None
+        if tracker is not None:
+            events = tracker.close()
+            if held is not None:
+                held.events.extend(events)
+        if held is not None:
+            self._write(held)
+
+    def _write(self, result: FrameResult) -> None:
+        self.frames += 1
+        self.sinks.write(result)
+
+    def end(self, summary: Any = None, error: BaseException | None = None) -> BaseException | None:
+        """End the run: the current source (unless it failed), then every sink's ``finish(summary)`` or
+        ``failed(error)`` and ``close()``. Returns the first exception a sink raised."""
+        if error is None:
+            try:
+                self.end_source()
+            except _StopRun:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - the sinks must still be closed
+                error = exc
+        return self.sinks.end(summary, error) or (error if error is not None and summary is None else None)
+
+
+def drive(loop: FrameLoop, sources, *, vid_stride: int = 1, on_error=None, stop: threading.Event | None = None,
+          start: int = 0, end: int | None = None) -> Iterator[FrameResult]:
+    """Push every frame of resolved ``sources`` through ``loop``; yields each result as it is labelled.
+
+    Decoding and face detection of the next frames run in a background thread while the classifier
+    works on the current one (both release the GIL), so two cores are both used. ``start``/``end``:
+    only these frame numbers of each video (batch chunks). ``stop`` (set by a signal, a sink or
+    another thread) ends the stream after the frame in hand.
+    """
+    current = None
+    for k, fr, boxes, detect_ms in _prefetch(loop.engine, sources, vid_stride, on_error, start=start, end=end):
+        if k != current:
+            current = k
+            loop.begin(fr.source, video=sources[k].kind != "image", info=getattr(fr, "info", None))
+        yield loop.push(fr.image, frame=fr.index, time_s=fr.time_s, boxes=boxes,
+                        timings_ms={"decode": fr.decode_ms, "detect": detect_ms})
+        if stop is not None and stop.is_set():
+            break
+    loop.end_source()
+
+
+def label_stream(engine, sources, vid_stride: int = 1, keep_image: bool = False, on_error=None, track: bool = True,
+                 tracker_options: dict | None = None, stop: threading.Event | None = None) -> Iterator[FrameResult]:
+    """Results of already resolved sources, as :func:`run` would hand them to its sinks (the last frame of
+    each video carries the ``track_ended`` events of its open tracks)."""
+    out: deque[FrameResult] = deque()
+
+    class _Collect(_Sink):
+        def write(self, result: FrameResult) -> None:
+            out.append(result)
+
+    loop = FrameLoop(engine, [_Collect()], track=track, tracker_options=tracker_options, keep_image=keep_image)
+    for _ in drive(loop, sources, vid_stride=vid_stride, on_error=on_error, stop=stop):
+        while out:
+            yield out.popleft()
+    while out:
+        yield out.popleft()
+
+
+_DONE = object()
+
+
+def _prefetch(engine, sources, vid_stride: int, on_error, depth: int = 4, start: int = 0, end: int | None = None):
+    """Yield ``(source index, frame, boxes, detect ms)`` decoded and detected by a background thread."""
+    import queue
+
+    from maskwatch.io.sources import iter_frames
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for k, src in enumerate(sources):
+                for fr in iter_frames(src, vid_stride=vid_stride, max_pixels=engine.max_pixels, on_error=on_error,
+                                      start=start, end=end):
+                    t0 = time.perf_counter()
+                    boxes = engine.find_faces(fr.image, video=src.kind != "image")
+                    if not put((k, fr, boxes, (time.perf_counter() - t0) * 1e3)):
+                        return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            put(exc)
+            return
+        put(_DONE)
+
+    thread = threading.Thread(target=work, name="maskwatch-decode-detect", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def run(
     sources: Sequence[str | Path],
     sinks: Sequence[Sink] = (),
@@ -117,12 +294,16 @@ def run(
     on_error: Callable[[MaskwatchError], None] | None = None,
     progress: bool | None = None,
     handle_signals: bool = True,
+    stop: threading.Event | None = None,
+    start_frame: int = 0,
+    end_frame: int | None = None,
 ) -> RunSummary:
     """Run the detector over ``sources`` and hand every result to every sink; close them all at the end.
 
     Args:
         sources: images, folders, globs, video files, cameras (``0``), stream URLs (as for ``detect``).
-        sinks: objects with ``write(result)`` and ``close()`` (:class:`Sink`); closed even on errors.
+        sinks: where results go (:mod:`maskwatch.sinks`); each is told ``finish(summary)`` or
+            ``failed(error)`` and closed, whatever happens.
         detector: a :class:`~maskwatch.engine.MaskDetector` (default: a new one with default settings).
         vid_stride: use every N-th video frame.
         track: follow faces across video frames (labels steadied, per-person events).
@@ -132,18 +313,18 @@ def run(
         on_error: called with each skipped input's error.
         progress: show a progress bar on stderr (default: when stderr is a terminal and a video is run).
         handle_signals: stop cleanly on SIGINT / SIGTERM / SIGHUP (main thread only).
+        stop: an event another thread sets to end the run cleanly after the frame in hand.
+        start_frame / end_frame: only frames ``[start_frame, end_frame)`` of each video (batch chunks).
 
     Returns:
         a :class:`RunSummary`; ``signal`` is set when a signal stopped the run (outputs are complete
         up to the last frame written).
     """
-    from maskwatch.engine import MaskDetector, label_stream
+    from maskwatch.engine import MaskDetector
     from maskwatch.io.sources import resolve_sources
 
     resolved = resolve_sources(sources)
     engine = detector if detector is not None else MaskDetector()
-    if keep_image is None:
-        keep_image = any(getattr(s, "needs_image", False) for s in sinks)
     if skip_bad_inputs is None:
         skip_bad_inputs = len(resolved) > 1
     summary = RunSummary()
@@ -159,27 +340,27 @@ def run(
         progress = sys.stderr.isatty() and any(s.kind != "image" for s in resolved)
     from tqdm import tqdm
 
+    loop = FrameLoop(engine, sinks, track=track, tracker_options=tracker_options, keep_image=keep_image)
     bar = tqdm(unit="frame", disable=not progress, leave=False, file=sys.stderr)
-    stop = threading.Event()
+    stop = stop if stop is not None else threading.Event()
     t0 = time.perf_counter()
     error: BaseException | None = None
     signals = _Signals(stop)
     if handle_signals:
         signals.__enter__()  # kept until every sink is closed: a signal while closing only asks to stop
     try:
-        stream = label_stream(engine, resolved, vid_stride=vid_stride, keep_image=keep_image,
-                              on_error=skipped if skip_bad_inputs else None, track=track,
-                              tracker_options=tracker_options, stop=stop)
+        stream = drive(loop, resolved, vid_stride=vid_stride, on_error=skipped if skip_bad_inputs else None,
+                       stop=stop, start=start_frame, end=end_frame)
         try:
-            for result in stream:
-                summary.frames += 1
-                bar.update()
+            while True:
                 try:
-                    for sink in sinks:
-                        sink.write(result)
+                    next(stream)
+                except StopIteration:
+                    break
                 except StopRun:
                     summary.stopped_by_sink = True
                     stop.set()
+                bar.update()
         finally:
             stream.close()
     except BaseException as exc:
@@ -190,29 +371,17 @@ def run(
             bar.close()
             summary.elapsed_s = time.perf_counter() - t0
             summary.signal = signals.received
-            for sink in sinks:
-                finish = getattr(sink, "finish", None)
-                if finish is not None:
-                    try:
-                        finish(summary)
-                    except Exception as exc:  # noqa: BLE001 - closing matters more
-                        log.debug("finish(%r) failed: %s", sink, exc)
-            close_error = _close_all(sinks)
+            summary.frames = loop.frames
+            if error is None:
+                try:
+                    loop.end_source()  # the last frame, with its track_ended events
+                except StopRun:
+                    summary.stopped_by_sink = True
+                summary.frames = loop.frames
+            close_error = loop.sinks.end(summary if error is None else None, error)
         finally:
             if handle_signals:
                 signals.__exit__(None, None, None)
         if close_error is not None and error is None:
             raise close_error
     return summary
-
-
-def _close_all(sinks: Sequence[Sink]) -> BaseException | None:
-    """Close every sink, even when one fails; return the first failure."""
-    first = None
-    for sink in sinks:
-        try:
-            sink.close()
-        except BaseException as exc:  # noqa: BLE001 - close the rest first
-            log.debug("closing %r failed: %s", sink, exc)
-            first = first or exc
-    return first

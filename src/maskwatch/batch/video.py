@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import math
 import tempfile
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from maskwatch.errors import InputError
-from maskwatch.io.sources import Frame, Source, open_capture
+from maskwatch.io.sources import Source, open_capture
 
 
 @dataclass(frozen=True)
@@ -63,45 +60,6 @@ def plan_chunks(probe: VideoProbe, chunk_seconds: float, max_chunks: int) -> lis
     if len(starts) > 1 and probe.frames - starts[-1] < per / 5:
         starts.pop()
     return [(s, starts[i + 1] if i + 1 < len(starts) else None) for i, s in enumerate(starts)]
-
-
-def iter_chunk(path: str, start: int, end: int | None, expected: int = 0) -> Iterator[Frame]:
-    """Decode frames ``[start, end)`` of a video (``end=None``: to the end of the file).
-
-    Raises :class:`InputError` (after yielding what could be decoded) when the file ends well before
-    the frame count its container states, as ``maskwatch detect`` does.
-    """
-    import cv2
-
-    cap = open_capture(Source("video", path))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    if not (0 < fps < 1000):
-        fps = 0.0
-    index = 0
-    try:
-        while index < start:
-            if not cap.grab():
-                break
-            index += 1
-        while end is None or index < end:
-            t0 = time.perf_counter()
-            if not cap.grab():
-                break
-            ok, image = cap.retrieve()
-            if not ok or image is None:
-                break
-            if image.ndim == 2:
-                image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-            yield Frame(image, path, index, index / fps if fps else None, (time.perf_counter() - t0) * 1e3)
-            index += 1
-    finally:
-        cap.release()
-    if index == 0:
-        raise InputError(f"{path}: no frame could be decoded (corrupt, truncated or unsupported codec).")
-    wanted = end if end is not None else expected
-    if wanted and index < wanted - (0 if end is not None else max(2, wanted // 50)):
-        raise InputError(f"{path}: video ended after {index} of {expected or wanted} frames; the file is truncated "
-                         "or corrupt (results cover the decoded frames only).")
 
 
 def local_copy(source: str) -> tuple[str, tempfile.TemporaryDirectory | None]:

@@ -113,27 +113,36 @@ class Labeller:
         return self.engine.detect(image, source=source).to_dict()
 
     def _video(self, item: dict[str, Any], frames: list[dict]) -> float | None:
-        import cv2
-
-        from maskwatch.batch.video import iter_chunk, local_copy
+        """Label one chunk through the one frame loop (its tracker is closed at the chunk's end)."""
+        from maskwatch.batch.video import local_copy, probe_video
+        from maskwatch.io.sources import Source
+        from maskwatch.runloop import FrameLoop, drive
+        from maskwatch.sinks.base import Sink
 
         source = item["source"]
         end = None if item["end"] is None or item["end"] < 0 else int(item["end"])
+
+        class _Rows(Sink):  # the JSON object of each frame, named by the input (not a local copy)
+            def write(self, result) -> None:
+                d = result.to_dict()
+                d["source"] = source
+                frames.append(d)
+
         local, tmp = local_copy(source)
+        loop = FrameLoop(self.engine, [_Rows()])
         try:
-            cap = cv2.VideoCapture(local)
-            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-            cap.release()
-            tracker = self.engine.new_tracker()
-            for fr in iter_chunk(local, int(item["start"]), end, int(item["expected"] or 0)):
-                boxes = self.engine.find_faces(fr.image, video=True)
-                result = self.engine.label_faces(fr.image, boxes, source=source, frame=fr.index, time_s=fr.time_s,
-                                                 tracker=tracker)
-                frames.append(result.to_dict())
+            fps = probe_video(local).fps
+            try:
+                for _ in drive(loop, [Source("video", local)], start=int(item["start"]), end=end):
+                    pass
+            except BaseException:
+                loop.end_source()  # the frames decoded before the failure are kept, as detect keeps them
+                raise
         finally:
+            loop.end(error=None)
             if tmp is not None:
                 tmp.cleanup()
-        return fps if 0 < fps < 1000 else None
+        return fps or None
 
 
 def _scalar(value: Any) -> Any:

@@ -159,8 +159,15 @@ def open_capture(source: Source):
     return cap
 
 
-def iter_video(source: Source, vid_stride: int = 1) -> Iterator[Frame]:
-    """Decode frames of a video, camera or stream; every ``vid_stride``-th frame is yielded."""
+def iter_video(source: Source, vid_stride: int = 1, max_pixels: int | None = None, start: int = 0,
+               end: int | None = None) -> Iterator[Frame]:
+    """Decode frames of a video, camera or stream; every ``vid_stride``-th frame is yielded.
+
+    ``start``/``end``: only frames ``[start, end)`` (the frames before ``start`` are grabbed, not
+    converted, so frame numbers are exact: OpenCV's seek lands a frame early on some files).
+    ``max_pixels``: a video whose frame size (from the stream header) is over it is refused before any
+    frame is decoded; a frame that turns out larger is refused too.
+    """
     cap = open_capture(source)
     import cv2
 
@@ -168,6 +175,11 @@ def iter_video(source: Source, vid_stride: int = 1) -> Iterator[Frame]:
     expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if source.kind == "video" else 0
     if not (0 < fps < 1000):
         fps = 0.0
+    if max_pixels is not None:
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        if w * h > max_pixels:
+            cap.release()
+            raise _frames_too_large(source, w, h, max_pixels)
     try:
         rotation = int(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0)
     except (AttributeError, cv2.error):  # older OpenCV builds
@@ -175,15 +187,17 @@ def iter_video(source: Source, vid_stride: int = 1) -> Iterator[Frame]:
     info: SourceInfo | None = None
     index = 0
     try:
-        while True:
+        while end is None or index < end:
             t0 = time.perf_counter()
             ok = cap.grab()
             if not ok:
                 break
-            if index % vid_stride == 0:
+            if index >= start and index % vid_stride == 0:
                 ok, image = cap.retrieve()
                 if not ok or image is None:
                     break
+                if max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:
+                    raise _frames_too_large(source, image.shape[1], image.shape[0], max_pixels)
                 if image.ndim == 2:
                     image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
                 ms = (time.perf_counter() - t0) * 1e3
@@ -197,10 +211,21 @@ def iter_video(source: Source, vid_stride: int = 1) -> Iterator[Frame]:
         cap.release()
     if index == 0 and source.kind == "video":
         raise InputError(f"{source.target}: no frame could be decoded (corrupt, truncated or unsupported codec).")
+    if end is not None and index < end:  # a chunk that should have reached `end`
+        raise InputError(f"{source.target}: video ended after {index} of {expected or end} frames; the file is "
+                         "truncated or corrupt (results cover the decoded frames only).")
     # Containers may misstate their length by a frame or two; a large shortfall is a cut-off file.
-    if expected and index < expected - max(2, expected // 50):
+    if end is None and expected and index < expected - max(2, expected // 50):
         raise InputError(f"{source.target}: video ended after {index} of {expected} frames; the file is truncated "
                          "or corrupt (results cover the decoded frames only).")
+
+
+def _frames_too_large(source: Source, w: int, h: int, max_pixels: int) -> InputError:
+    from maskwatch.errors import ImageTooLargeError
+
+    return ImageTooLargeError(
+        f"{source.target}: video frames are {w}x{h} = {w * h / 1e6:.1f} megapixels, over the limit of "
+        f"{max_pixels / 1e6:.1f} megapixels; shrink the video first (or raise the pixel limit).")
 
 
 def iter_frames(
@@ -208,6 +233,8 @@ def iter_frames(
     vid_stride: int = 1,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_error: Callable[[MaskwatchError], None] | None = None,
+    start: int = 0,
+    end: int | None = None,
 ) -> Iterator[Frame]:
     """Frames of one source. A bad still image raises, or goes to ``on_error`` when one is given."""
     if vid_stride < 1:
@@ -225,7 +252,7 @@ def iter_frames(
         yield Frame(image, source.target, None, None, (time.perf_counter() - t0) * 1e3, info)
         return
     try:
-        yield from iter_video(source, vid_stride)
+        yield from iter_video(source, vid_stride, max_pixels=max_pixels, start=start, end=end)
     except MaskwatchError as exc:
         if on_error is None:
             raise

@@ -259,11 +259,10 @@ class EnginePool:
         self.dropped = 0
 
     def _clone(self, engine: MaskDetector, detect_size: int | None, new_detector: bool = True) -> MaskDetector:
-        """A shallow copy of ``engine`` (same classifier) with its own face detector and our pixel limit."""
-        clone = copy.copy(engine)
-        clone.max_pixels = self.settings.max_pixels
-        if not new_detector:
-            return clone
+        """``engine`` with our pixel limit (and ``detect_size``), sharing its classifier (:meth:`MaskDetector.fork`)."""
+        del new_detector  # every thread has its own face detectors now
+        sizes = {} if detect_size is None else {"detect_size": detect_size}
+        return engine.fork(max_pixels=self.settings.max_pixels, **sizes)
         fd = engine.face_detector
         det_settings = copy.deepcopy(fd.settings)
         if detect_size is not None:

@@ -168,14 +168,8 @@ class JobManager:
 
     @staticmethod
     def _own_engine(engine, max_pixels):
-        clone = copy.copy(engine)  # same classifier (thread-safe), own face detectors
-        if max_pixels is not None:
-            clone.max_pixels = max_pixels
-        for attr in ("face_detector", "video_face_detector"):
-            fd = getattr(engine, attr)
-            if hasattr(fd, "with_settings"):
-                setattr(clone, attr, fd.with_settings(copy.deepcopy(fd.settings)))
-        return clone
+        """``engine`` with the server's pixel limit; it shares the classifier (:meth:`MaskDetector.fork`)."""
+        return engine if max_pixels is None else engine.fork(max_pixels=max_pixels)
 
     # ------------------------------------------------------------------ bookkeeping
     def sweep(self) -> None:
