@@ -19,7 +19,9 @@ from maskwatch import __version__
 from maskwatch.defaults import MAX_UPLOAD_MB
 from maskwatch.errors import InputError, MaskwatchError
 from maskwatch.options import spec_from_options, spec_options
+from maskwatch.sinks.base import Sink
 from maskwatch.spec import EngineSpec
+from maskwatch.summary import UNCERTAIN, Summary, count_labels, plural
 
 log = logging.getLogger("maskwatch")
 
@@ -74,29 +76,17 @@ def _quiet_broken_pipe() -> None:
         pass
 
 
-class _ImageLines:
-    """Sink: one line per still image on stdout (faces, with / without mask)."""
+class _ImageLines(Sink):
+    """Sink: one line per still image on stdout (faces per count key, as the run's summary counts them)."""
 
     def __init__(self, classes: tuple[str, ...]) -> None:
         self.classes = classes
 
     def write(self, result) -> None:
         if result.frame is None:
-            c = result.counts()
-            per = ", ".join(f"{c.get(k, 0)} {k}" for k in (*self.classes, "uncertain") if k in self.classes or c.get(k))
-            click.echo(f"{result.source}: {c['total']} faces, {per}")
-
-    def close(self) -> None:
-        pass
-
-
-def _summary_line(src: str, s: dict) -> str:
-    line = f"{src}: {s['frames']} frames, {s['faces_per_frame_mean']} faces/frame (max {s['faces_per_frame_max']})"
-    if s["tracks"] is None:
-        return line + ", face tracks: none"
-    seen = ", ".join(f"seen {k} {v}" for k, v in s["tracks"].items())
-    return (line + f", face tracks: {s['people']} ({seen}; changed label {s['changed_label']}; "
-            f"{s['unmasked_s']:.1f} s without a mask in all)")
+            c = count_labels(result.faces, self.classes)
+            per = ", ".join(f"{v} {k}" for k, v in c.items() if v or k != UNCERTAIN)
+            click.echo(f"{result.source}: {plural(len(result.faces), 'face')}, {per}")
 
 
 @cli.command()
@@ -126,7 +116,6 @@ def _summary_line(src: str, s: dict) -> str:
 def detect(sources, json_path, csv_path, save, project, name, show, vid_stride, no_track, blur, db_path,
            retention_days, alert_webhook, alert_thumbnails, report, **options) -> None:
     """Find and label every face in SOURCES: images, folders, globs, videos, camera indices (0), URLs."""
-    from maskwatch.analytics import VideoStats
     from maskwatch.io.sources import resolve_sources
     from maskwatch.io.writers import LiveWindow, MediaSaver, make_writer
     from maskwatch.runloop import run
@@ -162,9 +151,9 @@ def detect(sources, json_path, csv_path, save, project, name, show, vid_stride, 
             sink.close()
         alerts.close()
         raise
-    stats = VideoStats(spec.min_track_frames)
-    compliance = ComplianceReport(spec.min_track_frames)
-    sinks += [stats, compliance, alerts]
+    summary_sink = Summary(engine.classes, spec.min_track_frames)
+    compliance = ComplianceReport(spec.min_track_frames, summary=summary_sink)
+    sinks += [summary_sink, compliance, alerts]
     if not quiet_stdout:
         sinks.append(_ImageLines(engine.classes))
     if window:
@@ -182,26 +171,27 @@ def detect(sources, json_path, csv_path, save, project, name, show, vid_stride, 
         compliance.save(run_dir)
     try:
         if not quiet_stdout:
-            for src, s in stats.summary().items():
-                click.echo(_summary_line(src, s))
-            if stats.summary() and not no_track:
+            videos = summary_sink.videos()
+            for s in videos:
+                click.echo(s.line())
+            if videos and not no_track:
                 click.echo(compliance.text())
     except BrokenPipeError:
         _quiet_broken_pipe()
         return
     if alerts.alerts:
-        click.echo(f"maskwatch: {len(alerts.alerts)} unmasked alert(s)"
+        click.echo(f"maskwatch: {plural(len(alerts.alerts), 'unmasked alert')}"
                    + (f"; webhook: {alerts.sender.sent} sent, {alerts.sender.failed} failed, "
                       f"{alerts.sender.dropped} dropped" if alerts.sender else ""), err=True)
-    click.echo(f"maskwatch: {summary.frames} frames in {summary.elapsed_s:.1f} s ({summary.fps:.1f} frames/s)"
+    click.echo(f"maskwatch: {plural(summary.frames, 'frame')} in {summary.elapsed_s:.1f} s ({summary.fps:.1f} frames/s)"
                + (f", results in {run_dir}" if run_dir else "")
                + (f", events in {db_path}" if db_path else ""), err=True)
     if summary.signal is not None:
         how = "interrupted (SIGINT)" if summary.signal_name == "SIGINT" else f"stopped by {summary.signal_name}"
-        click.echo(f"maskwatch: {how} after {summary.frames} frames; every output was closed", err=True)
+        click.echo(f"maskwatch: {how} after {plural(summary.frames, 'frame')}; every output was closed", err=True)
         sys.exit(128 + summary.signal)
     if summary.failures:
-        click.echo(f"maskwatch: {len(summary.failures)} input(s) could not be read", err=True)
+        click.echo(f"maskwatch: {plural(len(summary.failures), 'input')} could not be read", err=True)
         sys.exit(1)
 
 
@@ -236,7 +226,7 @@ def events(db_path, since, source, kind, limit, as_json, as_csv) -> None:
                             for c in EVENT_COLUMNS])
         else:
             click.echo(format_table(rows))
-            click.echo(f"{len(rows)} event(s)", err=True)
+            click.echo(plural(len(rows), "event"), err=True)
     except BrokenPipeError:
         _quiet_broken_pipe()
 
@@ -288,7 +278,7 @@ def classify(inputs, model, json_path, csv_path, batch_size, **options) -> None:
         for w in writers:
             w.close()
     if failures:
-        click.echo(f"maskwatch: {failures} image(s) could not be read", err=True)
+        click.echo(f"maskwatch: {plural(failures, 'image')} could not be read", err=True)
         sys.exit(1)
 
 

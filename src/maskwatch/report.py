@@ -24,61 +24,49 @@ import cv2
 import numpy as np
 
 from maskwatch.defaults import MIN_TRACK_FRAMES
-from maskwatch.track import COMPLIANT_LABELS
+from maskwatch.sinks.base import Sink
+from maskwatch.summary import COMPLIANT_LABELS, Summary, main_label, people_block, plural, wilson_interval
+
+__all__ = ["ComplianceReport", "main_label", "wilson_interval"]
 
 #: Bucket sizes (seconds) the timeline chooses from: the smallest that gives at most MAX_BUCKETS.
 BUCKETS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
 MAX_BUCKETS = 120
 
 
-def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float] | None:
-    """95% Wilson score interval for ``k`` successes out of ``n`` (``None`` when ``n`` is 0)."""
-    if n == 0:
-        return None
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def main_label(track: dict[str, Any]) -> str | None:
-    """The label a track held longest (its final label when it was seen too briefly to time)."""
-    secs = track.get("label_seconds") or {}
-    if secs and max(secs.values()) > 0:
-        return max(secs, key=secs.get)
-    return track.get("label")
-
-
-class ComplianceReport:
-    """Sink collecting per-second presence and per-track summaries; see the module doc.
+class ComplianceReport(Sink):
+    """Sink collecting per-second presence for the timeline; people, alerts and compliance come from
+    the run's one :class:`~maskwatch.summary.Summary` (see the module doc).
 
     Args:
         min_track_frames: a track is a person when seen on at least this many frames.
         bucket_s: timeline bucket in seconds (default: chosen to give at most ``MAX_BUCKETS`` buckets).
+        summary: the run's summary sink, when it is one of the run's sinks too (it then counts each
+            frame once for both); by default the report keeps its own.
     """
 
-    def __init__(self, min_track_frames: int = MIN_TRACK_FRAMES, bucket_s: float | None = None) -> None:
+    def __init__(self, min_track_frames: int = MIN_TRACK_FRAMES, bucket_s: float | None = None,
+                 summary: Summary | None = None) -> None:
         self.min_track_frames = min_track_frames
         self.bucket_s = bucket_s
+        self._own_summary = summary is None
+        self.summary_sink = summary if summary is not None else Summary(None, min_track_frames)
         self.classes: tuple[str, ...] = ()
         self._order: list[str] = []
         # source -> second -> track id -> label held last in that second
         self._seconds: dict[str, dict[int, dict[int, str]]] = defaultdict(lambda: defaultdict(dict))
         self._faces_max: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-        self._tracks: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        self._alerts: dict[str, int] = defaultdict(int)
-        self._frames: dict[str, int] = defaultdict(int)
         self._last_t: dict[str, float] = {}
         self._t0: dict[str, float] = {}
 
     def write(self, result) -> None:
+        if self._own_summary:
+            self.summary_sink.write(result)
         if result.frame is None:  # still images have no time
             return
         src = result.source
-        if src not in self._frames:
+        if src not in self._last_t:
             self._order.append(src)
-        self._frames[src] += 1
         t = result.time_s
         if t is None:  # cameras / streams: seconds since their first frame, as the tracker counts
             t = time.monotonic() - self._t0.setdefault(src, time.monotonic())
@@ -91,14 +79,10 @@ class ComplianceReport:
                 self.classes = tuple(f.probs)
             if f.track_id is not None:
                 slot[f.track_id] = f.label
-        for ev in result.events:
-            if ev.kind == "track_ended" and ev.track is not None:
-                self._tracks[src].append(ev.track)
-            elif ev.kind == "unmasked_alert":
-                self._alerts[src] += 1
 
-    def close(self) -> None:
-        """Nothing to release (sink protocol); call :meth:`save` to write files."""
+    def _tracks(self, src: str) -> list[dict[str, Any]]:
+        s = self.summary_sink.sources.get(src)
+        return s.tracks if s is not None else []
 
     @property
     def sources(self) -> list[str]:
@@ -107,28 +91,11 @@ class ComplianceReport:
 
     # ------------------------------------------------------------------ numbers
     def people_block(self, tracks: list[dict[str, Any]]) -> dict[str, Any]:
-        """People (tracks seen on enough frames) by main label and by every label seen, compliance."""
-        people = [t for t in tracks if t["frames"] >= self.min_track_frames]
-        mostly: dict[str, int] = {c: 0 for c in self.classes}
-        seen: dict[str, int] = {c: 0 for c in self.classes}
-        for t in people:
-            m = main_label(t)
-            if m is not None:
-                mostly[m] = mostly.get(m, 0) + 1
-            for label in t["labels_seen"]:
-                seen[label] = seen.get(label, 0) + 1
-        compliant = sum(1 for t in people if main_label(t) in COMPLIANT_LABELS)
-        ci = wilson_interval(compliant, len(people))
-        return {
-            "people": len(people),
-            "people_mostly": mostly,
-            "people_seen": seen,
-            "compliant": compliant,
-            "compliance_rate": None if not people else round(compliant / len(people), 4),
-            "compliance_ci95": None if ci is None else [round(ci[0], 4), round(ci[1], 4)],
-            "changed_label": sum(bool(t["changes"]) for t in people),
-            "unmasked_s": round(sum(t["unmasked_s"] for t in people), 2),
-        }
+        """People (tracks seen on enough frames) by main label and by every label seen, compliance
+        (:func:`maskwatch.summary.people_block`)."""
+        block = people_block(tracks, self.classes, self.min_track_frames)
+        block.pop("compliant_only", None)
+        return block
 
     def _bucket(self, src: str) -> float:
         if self.bucket_s:
@@ -163,20 +130,21 @@ class ComplianceReport:
     def summary(self) -> dict[str, Any]:
         """Per source and in total: frames, duration, people, compliance (95% CI), alerts."""
         per = {}
+        sources = self.summary_sink.sources
         for src in self._order:
             secs = self._seconds[src]
             per[src] = {
-                "frames": self._frames[src],
+                "frames": sources[src].frames,
                 "duration_s": round(self._last_t.get(src, 0.0), 2),
-                **self.people_block(self._tracks[src]),
-                "alerts": self._alerts[src],
+                **self.people_block(self._tracks(src)),
+                "alerts": sources[src].alerts,
                 "bucket_s": self._bucket(src) if secs else None,
             }
         total = {
             "sources": len(self._order),
-            "frames": sum(self._frames.values()),
-            **self.people_block([t for src in self._order for t in self._tracks[src]]),
-            "alerts": sum(self._alerts.values()),
+            "frames": sum(sources[src].frames for src in self._order),
+            **self.people_block([t for src in self._order for t in self._tracks(src)]),
+            "alerts": sum(sources[src].alerts for src in self._order),
         }
         return {"min_track_frames": self.min_track_frames, "classes": list(self.classes),
                 "compliant_labels": sorted(COMPLIANT_LABELS), "total": total, "sources": per}
@@ -191,8 +159,8 @@ class ComplianceReport:
                 continue
             mostly = ", ".join(f"{v} mostly {k}" for k, v in d["people_mostly"].items())
             lo, hi = d["compliance_ci95"]
-            lines.append(f"{src}: {d['people']} people ({mostly}); compliance {d['compliance_rate']:.0%} "
-                         f"(95% CI {lo:.0%}-{hi:.0%}); {d['alerts']} alerts")
+            lines.append(f"{src}: {plural(d['people'], 'people')} ({mostly}); compliance {d['compliance_rate']:.0%} "
+                         f"(95% CI {lo:.0%}-{hi:.0%}); {plural(d['alerts'], 'alert')}")
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ files
@@ -205,7 +173,7 @@ class ComplianceReport:
         out = []
         p = unique_path(folder / "summary.json")
         summary = self.summary()
-        summary["tracks"] = {src: self._tracks[src] for src in self._order}
+        summary["tracks"] = {src: self._tracks(src) for src in self._order}
         p.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         out.append(p)
         p = unique_path(folder / "timeline.csv")

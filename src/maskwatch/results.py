@@ -20,6 +20,18 @@ CSV_COLUMNS = (
 )
 #: Classes whose probability has a CSV column (``p_<class>``); a 2-class model leaves mask_incorrect empty.
 CSV_PROB_CLASSES = ("with_mask", "without_mask", "mask_incorrect")
+#: Labels that count as wearing a mask properly (compliance, alerts, colours).
+COMPLIANT_LABELS = frozenset({"with_mask"})
+#: The count key of faces the classifier abstained on.
+UNCERTAIN = "uncertain"
+
+
+def label_key(face: Any) -> str:
+    """The key a face is counted under everywhere: ``uncertain`` when the classifier abstained, else its
+    label (a :class:`Face` or its JSON object)."""
+    if isinstance(face, dict):
+        return UNCERTAIN if face.get("uncertain") else str(face["label"])
+    return UNCERTAIN if face.uncertain else face.label
 
 
 @dataclass(frozen=True)
@@ -134,7 +146,7 @@ class FrameResult:
         ``uncertain`` (not under their best-guess label), a key present only when there are some."""
         out: dict[str, int] = {}
         for f in self.faces:
-            key = "uncertain" if f.uncertain else f.label
+            key = label_key(f)
             out[key] = out.get(key, 0) + 1
         out["total"] = len(self.faces)
         return out

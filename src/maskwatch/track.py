@@ -30,7 +30,7 @@ from maskwatch.boxes import box_iou
 from maskwatch.defaults import ALERT_AFTER_S, RECLASSIFY_EVERY, RECLASSIFY_STABLE_EVERY, STABLE_CONFIDENCE
 
 #: Labels that count as wearing a mask properly; every other class of a model is non-compliant.
-COMPLIANT_LABELS = frozenset({"with_mask"})
+from maskwatch.results import COMPLIANT_LABELS  # noqa: E402 - kept importable from here
 
 EVENT_KINDS = ("track_started", "label_changed", "unmasked_alert", "track_ended")
 

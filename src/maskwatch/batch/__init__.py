@@ -32,6 +32,7 @@ from typing import Any
 
 from maskwatch.errors import DependencyError, InputError
 from maskwatch.faces.models import sha256_file
+from maskwatch.summary import count_keys, count_labels
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ def run(
     out.open()
     started_ray = False
     summary = BatchSummary(output=str(output), inputs=len(items))
-    labels: Counter = Counter({c: 0 for c in classes})
+    labels: Counter = Counter(dict.fromkeys(count_keys(classes), 0))
     try:
         done = out.completed()
         todo = [i for i in items if i.key not in done]
@@ -253,7 +254,7 @@ def run(
                 summary.videos += s["kind"] == "video"
                 summary.frames += int(s["frames"] or 0)
                 summary.faces += int(s["faces"] or 0)
-                for c in classes:
+                for c in count_keys(classes):
                     labels[c] += int(s.get(f"n_{c}") or 0)
                 if s["status"] != "ok":
                     summary.failed += 1
@@ -416,11 +417,11 @@ def _stitch(inp, rows: list[dict], classes, run_id: str):
 
 
 def _source_row(inp, row: dict, frames: list[dict], classes, run_id: str, error: str | None) -> dict[str, Any]:
-    counts = Counter(f["label"] for fr in frames for f in fr["faces"])
+    counts = count_labels((f for fr in frames for f in fr["faces"]), classes)
     return {
         "source": inp.source, "kind": inp.kind, "size": inp.size, "mtime_ns": inp.mtime_ns,
         "width": frames[0]["width"] if frames else None, "height": frames[0]["height"] if frames else None,
         "fps": row.get("fps"), "frames": len(frames), "chunks": None, "faces": sum(counts.values()),
-        **{f"n_{c}": counts.get(c, 0) for c in classes}, "tracks": None,
+        **{f"n_{k}": v for k, v in counts.items()}, "tracks": None,
         "status": "ok" if error is None else "failed", "error": error, "run_id": run_id,
     }

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from maskwatch.errors import InputError
+from maskwatch.summary import count_keys, count_labels
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def frames_schema(classes: Iterable[str]):
     pa = _pa()
     return pa.schema([
         ("source", pa.string()), ("frame", pa.int64()), ("time_s", pa.float64()), ("width", pa.int32()),
-        ("height", pa.int32()), ("faces", pa.int32()), *[(f"n_{c}", pa.int32()) for c in classes],
+        ("height", pa.int32()), ("faces", pa.int32()), *[(f"n_{c}", pa.int32()) for c in count_keys(classes)],
     ])
 
 
@@ -65,7 +66,7 @@ def sources_schema(classes: Iterable[str]):
     return pa.schema([
         ("source", pa.string()), ("kind", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
         ("width", pa.int32()), ("height", pa.int32()), ("fps", pa.float64()), ("frames", pa.int64()),
-        ("chunks", pa.int32()), ("faces", pa.int64()), *[(f"n_{c}", pa.int64()) for c in classes],
+        ("chunks", pa.int32()), ("faces", pa.int64()), *[(f"n_{c}", pa.int64()) for c in count_keys(classes)],
         ("tracks", pa.int64()), ("status", pa.string()), ("error", pa.string()), ("run_id", pa.string()),
     ])
 
@@ -247,12 +248,10 @@ class OutputDir:
         rows = []
         for d in items:
             for fr in d.frames:
-                counts = {c: 0 for c in self.classes}
-                for f in fr["faces"]:
-                    counts[f["label"]] = counts.get(f["label"], 0) + 1
+                counts = count_labels(fr["faces"], self.classes)
                 rows.append({"source": fr["source"], "frame": fr["frame"], "time_s": fr["time_s"],
                              "width": fr["width"], "height": fr["height"], "faces": len(fr["faces"]),
-                             **{f"n_{c}": counts[c] for c in self.classes}})
+                             **{f"n_{k}": v for k, v in counts.items()}})
         return rows
 
     def append_failures(self, rows: list[dict[str, Any]]) -> None:
