@@ -169,7 +169,8 @@ def test_corrupt_file_lands_in_failures_and_the_rest_complete(tmp_path):
     assert len(sources) == 4 and sources["cut-off.jpg"]["status"] == "failed"
     assert all(r["status"] == "ok" and r["faces"] > 0 for n, r in sources.items() if n != "cut-off.jpg")
     success = json.loads((out / "_SUCCESS").read_text())
-    assert success["summary"]["failed"] == 1 and success["settings"]["classes"] == ["with_mask", "without_mask", "mask_incorrect"]
+    assert success["summary"]["failed"] == 1
+    assert success["settings"]["classes"] == ["with_mask", "without_mask", "mask_incorrect"]
     assert not (out / "_LOCK").exists()
 
 

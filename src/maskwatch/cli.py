@@ -58,9 +58,11 @@ def face_options(f):
     """Face-detector options, the same for every command that finds faces (detect, benchmark, evaluate)."""
     options = [
         click.option("--detector", type=DETECTOR_CHOICES, default="auto", show_default=True,
-                     help="Face detector backend (auto: YuNet, bundled; centerface/fused find more small faces, slower)."),
+                     help="Face detector backend (auto: YuNet, bundled; "
+                          "centerface/fused find more small faces, slower)."),
         click.option("--detector-model", type=click.Path(path_type=Path), default=None,
-                     help="Detector .onnx file or folder (default: $MASKWATCH_MODELS, the user cache, the bundled copy)."),
+                     help="Detector .onnx file or folder "
+                          "(default: $MASKWATCH_MODELS, the user cache, the bundled copy)."),
         click.option("--face-threshold", type=click.FloatRange(0, 1), default=None,
                      help="Minimum face-detector confidence."),
         click.option("--detect-size", type=click.IntRange(0, 4096), default=None,
@@ -197,14 +199,13 @@ def detect(sources, model, detector, detector_model, face_threshold, detect_size
            db_path, retention_days, alert_after, alert_cooldown, alert_webhook, alert_thumbnails, report,
            min_track_frames) -> None:
     """Find and label every face in SOURCES: images, folders, globs, videos, camera indices (0), URLs."""
+    from maskwatch.alerts import Alerts
     from maskwatch.analytics import VideoStats
     from maskwatch.io.sources import resolve_sources
     from maskwatch.io.writers import LiveWindow, MediaSaver, make_writer
+    from maskwatch.report import ComplianceReport
     from maskwatch.runloop import run
     from maskwatch.runs import new_run_dir
-
-    from maskwatch.alerts import Alerts
-    from maskwatch.report import ComplianceReport
 
     if json_path == "-" and csv_path == "-":
         raise InputError("--json - and --csv - both want stdout; send one of them to a file.")
@@ -279,8 +280,10 @@ def detect(sources, model, detector, detector_model, face_threshold, detect_size
 
 
 @cli.command()
-@click.option("--db", "db_path", type=click.Path(path_type=Path), required=True, help="The event log (from detect --db).")
-@click.option("--since", default=None, help="Only events at or after this UTC time (2026-05-01T08:00) or age (30m, 2h, 7d).")
+@click.option("--db", "db_path", type=click.Path(path_type=Path), required=True,
+              help="The event log (from detect --db).")
+@click.option("--since", default=None,
+              help="Only events at or after this UTC time (2026-05-01T08:00) or age (30m, 2h, 7d).")
 @click.option("--source", default=None, help="Only this source (a path, URL or camera:N; a part of one matches).")
 @click.option("--kind", type=click.Choice(["track_started", "label_changed", "unmasked_alert", "track_ended"]),
               default=None, help="Only events of this kind.")
@@ -396,8 +399,8 @@ def classify(inputs, model, json_path, csv_path, batch_size, mirror) -> None:
 @click.option("--finetune-epochs", type=click.IntRange(0), default=None,
               help="With --feature-views: after the head, train MobileNetV2's last block and final 1x1 convolution "
                    "with it for N more epochs at a tenth of the learning rate (kept only if validation loss drops).")
-def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, weights, detector, detector_model, project,
-          name, resume, limit_per_class, scenes, scene_splits, feature_views, finetune_epochs) -> None:
+def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, weights, detector, detector_model,
+          project, name, resume, limit_per_class, scenes, scene_splits, feature_views, finetune_epochs) -> None:
     """Audit DATA_DIR (one folder per class), split it, train, test and export a classifier."""
     from maskwatch.train.recipe import get_recipe
     from maskwatch.train.trainer import train as run_training
@@ -525,7 +528,8 @@ def serve(host, port, model, detector, detector_model, face_threshold, detect_si
     try:
         from maskwatch.server import serve as run_server
     except ImportError as exc:
-        raise MaskwatchError(f'the web app needs the serve extra: pip install "maskwatch[serve]" ({exc.name} missing)') from exc
+        raise MaskwatchError(
+            f'the web app needs the serve extra: pip install "maskwatch[serve]" ({exc.name} missing)') from exc
     logging.getLogger("maskwatch.server").setLevel(logging.WARNING)  # its non-loopback warning
     try:
         run_server(host=host, port=port, model=model, detector=detector, detector_model=detector_model,
@@ -538,6 +542,7 @@ def serve(host, port, model, detector, detector_model, face_threshold, detect_si
 
 
 from maskwatch.batch.command import register as _register_batch  # noqa: E402 - scale-out front (issue 7)
+
 _register_batch(cli)
 
 

@@ -107,7 +107,8 @@ def evaluate_path(model_path, data, split_file=None, project="runs", name="exp",
         raise DataError(f"{data}: no such folder; expected class folders (crops) or a YOLO / Pascal VOC dataset.")
     classes = MaskClassifier(model_path).classes  # fail on a bad model before any work
     if split_file is not None and not Path(split_file).is_file():
-        raise DataError(f"{split_file}: split file not found; expected a list of files (e.g. docs/scenes-kaggle/val.txt).")
+        raise DataError(
+            f"{split_file}: split file not found; expected a list of files (e.g. docs/scenes-kaggle/val.txt).")
     if is_crop_dataset(data, classes) or (split_file is not None and is_crop_split(split_file)):
         run_dir = new_run_dir(project, "evaluate", name)
         return evaluate_crops(model_path, data, split_file, run_dir, detector, detector_model, progress, mirror)

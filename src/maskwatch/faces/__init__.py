@@ -7,7 +7,7 @@ from maskwatch.faces.detector import (
     YuNetDetector,
     create_face_detector,
 )
-from maskwatch.faces.models import YUNET_FILENAME, YUNET_SHA256, find_yunet, fetch_yunet
+from maskwatch.faces.models import YUNET_FILENAME, YUNET_SHA256, fetch_yunet, find_yunet
 
 __all__ = [
     "FaceBoxes", "FaceDetector", "YuFaceDetector", "YuNetDetector", "create_face_detector",

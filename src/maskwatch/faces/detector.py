@@ -9,8 +9,9 @@ Haar cascades, dlib and MTCNN miss:
 * :class:`YuFaceDetector` - the ``yuface`` package, which compiles YuNet in and needs no file.
 
 :func:`create_face_detector` picks one (``"auto"``: YuNet when its file is found, which is always
-the case for an intact install, else yuface with one log line saying so). Boxes are mapped back to original-image pixels and optionally adjusted by
-a box calibration (annotators draw face boxes larger and lower than YuNet does).
+the case for an intact install, else yuface with one log line saying so). Boxes are mapped back to
+original-image pixels and optionally adjusted by a box calibration (annotators draw face boxes larger
+and lower than YuNet does).
 """
 
 from __future__ import annotations

@@ -94,7 +94,8 @@ class FusedDetector(_BaseDetector):
         if len(members) < 2:
             raise ValueError("fusion needs at least two detectors")
         self.iou = iou
-        member_settings = replace(self.settings, score_threshold=max(0.01, self.settings.score_threshold / len(members)))
+        member_settings = replace(self.settings,
+                                  score_threshold=max(0.01, self.settings.score_threshold / len(members)))
         self.members = [m.with_settings(member_settings) for m in members]
 
     def with_settings(self, settings: DetectorSettings) -> FusedDetector:

@@ -621,7 +621,8 @@ async def detect(
     settings = _settings(request)
     pool = _pool(request)
     with pool.admit():
-        upload = _one_upload(await read_uploads(request, settings.max_upload_bytes, timeout_s=settings.upload_timeout_s))
+        uploads = await read_uploads(request, settings.max_upload_bytes, timeout_s=settings.upload_timeout_s)
+        upload = _one_upload(uploads)
         require_image(upload)
         source = upload.filename or "<upload>"
         (info,) = _within_budget([upload], [source], settings)

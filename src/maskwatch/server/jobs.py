@@ -242,7 +242,7 @@ class JobManager:
                         chunk = await asyncio.wait_for(chunks.__anext__(), idle)
                     except StopAsyncIteration:
                         break
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         raise JobError(408, f"the upload stalled: nothing arrived for {idle:g} s; send the video "
                                             "again.") from None
                     size += len(chunk)
