@@ -33,13 +33,15 @@ BASE_ARGS = [
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} is missing: apt-get install chromium"),
+    pytest.mark.skipif(not CHROMIUM.is_file(),
+                       reason=f"{CHROMIUM} is missing: apt-get install -y chromium (or set MASKWATCH_CHROMIUM)"),
     pytest.mark.skipif(not SCENE_PHOTO.is_file() or not VIDEO.is_file(),
                        reason=f"needs the shared data folder at {SHARED} (set MASKWATCH_SHARED)"),
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
 ]
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason='the playwright Python package is not installed: pip install -e ".[dev]"')
 pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
 
 
