@@ -25,6 +25,7 @@ from maskwatch.defaults import (
     RECLASSIFY_STABLE_EVERY,
 )
 from maskwatch.errors import InputError, MaskwatchError
+from maskwatch.wording import count
 
 log = logging.getLogger("maskwatch")
 
@@ -149,14 +150,15 @@ class _ImageLines:
         if result.frame is None:
             c = result.counts()
             per = ", ".join(f"{c.get(k, 0)} {k}" for k in (*self.classes, "uncertain") if k in self.classes or c.get(k))
-            click.echo(f"{result.source}: {c['total']} faces, {per}")
+            click.echo(f"{result.source}: {count(c['total'], 'face')}, {per}")
 
     def close(self) -> None:
         pass
 
 
 def _summary_line(src: str, s: dict) -> str:
-    line = f"{src}: {s['frames']} frames, {s['faces_per_frame_mean']} faces/frame (max {s['faces_per_frame_max']})"
+    line = (f"{src}: {count(s['frames'], 'frame')}, {s['faces_per_frame_mean']} faces/frame "
+            f"(max {s['faces_per_frame_max']})")
     if s["tracks"] is None:
         return line + ", face tracks: none"
     seen = ", ".join(f"seen {k} {v}" for k, v in s["tracks"].items())
@@ -264,18 +266,18 @@ def detect(sources, model, detector, detector_model, face_threshold, detect_size
         _quiet_broken_pipe()
         return
     if alerts.alerts:
-        click.echo(f"maskwatch: {len(alerts.alerts)} unmasked alert(s)"
+        click.echo(f"maskwatch: {count(len(alerts.alerts), 'unmasked alert')}"
                    + (f"; webhook: {alerts.sender.sent} sent, {alerts.sender.failed} failed, "
                       f"{alerts.sender.dropped} dropped" if alerts.sender else ""), err=True)
-    click.echo(f"maskwatch: {summary.frames} frames in {summary.elapsed_s:.1f} s ({summary.fps:.1f} frames/s)"
+    click.echo(f"maskwatch: {count(summary.frames, 'frame')} in {summary.elapsed_s:.1f} s ({summary.fps:.1f} frames/s)"
                + (f", results in {run_dir}" if run_dir else "")
                + (f", events in {db_path}" if db_path else ""), err=True)
     if summary.signal is not None:
         how = "interrupted (SIGINT)" if summary.signal_name == "SIGINT" else f"stopped by {summary.signal_name}"
-        click.echo(f"maskwatch: {how} after {summary.frames} frames; every output was closed", err=True)
+        click.echo(f"maskwatch: {how} after {count(summary.frames, 'frame')}; every output was closed", err=True)
         sys.exit(128 + summary.signal)
     if summary.failures:
-        click.echo(f"maskwatch: {len(summary.failures)} input(s) could not be read", err=True)
+        click.echo(f"maskwatch: {count(len(summary.failures), 'input')} could not be read", err=True)
         sys.exit(1)
 
 
@@ -363,7 +365,7 @@ def classify(inputs, model, json_path, csv_path, batch_size, mirror) -> None:
         for w in writers:
             w.close()
     if failures:
-        click.echo(f"maskwatch: {failures} image(s) could not be read", err=True)
+        click.echo(f"maskwatch: {count(failures, 'image')} could not be read", err=True)
         sys.exit(1)
 
 

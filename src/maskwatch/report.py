@@ -25,6 +25,7 @@ import numpy as np
 
 from maskwatch.defaults import MIN_TRACK_FRAMES
 from maskwatch.track import COMPLIANT_LABELS
+from maskwatch.wording import count
 
 #: Bucket sizes (seconds) the timeline chooses from: the smallest that gives at most MAX_BUCKETS.
 BUCKETS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
@@ -191,8 +192,8 @@ class ComplianceReport:
                 continue
             mostly = ", ".join(f"{v} mostly {k}" for k, v in d["people_mostly"].items())
             lo, hi = d["compliance_ci95"]
-            lines.append(f"{src}: {d['people']} people ({mostly}); compliance {d['compliance_rate']:.0%} "
-                         f"(95% CI {lo:.0%}-{hi:.0%}); {d['alerts']} alerts")
+            lines.append(f"{src}: {count(d['people'], 'person')} ({mostly}); compliance {d['compliance_rate']:.0%} "
+                         f"(95% CI {lo:.0%}-{hi:.0%}); {count(d['alerts'], 'alert')}")
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ files
@@ -240,7 +241,7 @@ class ComplianceReport:
             name = Path(src).name or src
             rate = "" if d["compliance_rate"] is None else (
                 f" - compliance {d['compliance_rate']:.0%} (95% CI {d['compliance_ci95'][0]:.0%}-"
-                f"{d['compliance_ci95'][1]:.0%}) of {d['people']} people")
+                f"{d['compliance_ci95'][1]:.0%}) of {count(d['people'], 'person')}")
             cv2.putText(img, f"{name}{rate}", (left, y0 + 22), font, 0.55, (30, 30, 30), 1, cv2.LINE_AA)
             x = left
             for c in order:  # legend

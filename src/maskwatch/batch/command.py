@@ -13,6 +13,8 @@ import sys
 
 import click
 
+from maskwatch.wording import count
+
 
 @contextlib.contextmanager
 def _ray_noise_off():
@@ -91,6 +93,7 @@ def register(group: click.Group) -> None:
         click.echo(f"maskwatch: batch: {summary.line()}", err=True)
         if summary.failed_total:
             where = f"{str(output).rstrip('/')}/failures.jsonl"
-            click.echo(f"maskwatch: {summary.failed_total} input(s) could not be labelled; see {where}", err=True)
+            click.echo(f"maskwatch: {count(summary.failed_total, 'input')} could not be labelled; see {where}",
+                       err=True)
             sys.exit(1)
 

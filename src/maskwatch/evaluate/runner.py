@@ -13,6 +13,7 @@ from maskwatch.defaults import MIRROR_PHOTOS
 from maskwatch.errors import DataError
 from maskwatch.evaluate.classification import classification_metrics, format_metrics, save_gallery, write_report
 from maskwatch.runs import new_run_dir
+from maskwatch.wording import count
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def evaluate_crops(model_path, data: Path, split_file: Path | None, run_dir: Pat
                 f"p={probs[i].max():.3f}\n" for i in wrong))
     text = format_metrics(metrics)
     if skipped:
-        text += f"\nskipped {len(skipped)} unreadable image(s) (listed in metrics.json)"
+        text += f"\nskipped {count(len(skipped), 'unreadable image')} (listed in metrics.json)"
     return EvaluationOutput("crops", metrics, run_dir, text)
 
 
