@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
 
 import click
 
@@ -18,7 +19,8 @@ from maskwatch.wording import count
 
 @contextlib.contextmanager
 def _ray_noise_off():
-    """Send what Ray's C++ core writes straight to file descriptor 2 to /dev/null for the run.
+    """Send what Ray's C++ core writes straight to file descriptor 2 to /dev/null for the run, and
+    drop the Python warnings Ray's own modules raise meanwhile.
 
     Our own messages (click, the ``maskwatch`` logger) and Ray Data's progress bars keep going to the
     real stderr through a duplicate of it. ``MASKWATCH_DEBUG=1`` leaves everything as it is.
@@ -38,7 +40,10 @@ def _ray_noise_off():
     handlers = [h for h in logging.getLogger("maskwatch").handlers if isinstance(h, logging.StreamHandler)]
     streams = [h.setStream(real) for h in handlers]
     try:
-        yield
+        with warnings.catch_warnings():
+            # Ray's Python warnings (an actor left idle, a renamed setting) speak to Ray's users, not ours.
+            warnings.filterwarnings("ignore", module=r"ray(\.|$)")
+            yield
     finally:
         for h, s in zip(handlers, streams):
             h.setStream(s if s is not None else old)
