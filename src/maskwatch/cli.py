@@ -503,10 +503,23 @@ def models_info(model) -> None:
 @models.command("fetch")
 @click.option("--dest", type=click.Path(path_type=Path), default=None, help="Folder (default: the user cache).")
 def models_fetch(dest) -> None:
-    """Download the YuNet face detector from OpenCV's model zoo (sha256-checked)."""
-    from maskwatch.faces.models import fetch_yunet
+    """Download the YuNet face detector from OpenCV's model zoo (sha256-checked).
 
-    click.echo(str(fetch_yunet(dest)))
+    A copy ships inside the package and is used by default, so this is only needed for a copy of your own.
+    """
+    from maskwatch.errors import ModelError
+    from maskwatch.faces.models import BUNDLED_DIR, YUNET_FILENAME, fetch_yunet
+
+    bundled = BUNDLED_DIR / YUNET_FILENAME
+    try:
+        path = fetch_yunet(dest)
+    except ModelError as exc:
+        if dest is not None or not bundled.is_file() or not isinstance(exc.__cause__, OSError):
+            raise
+        click.echo(f"maskwatch: nothing downloaded ({exc.__cause__}), and nothing is missing: the YuNet face "
+                   "detector is bundled with maskwatch and used by default", err=True)
+        path = bundled
+    click.echo(str(path))
 
 
 @cli.command()
