@@ -111,7 +111,7 @@ def _engine(model, detector, detector_model, face_threshold, detect_size, min_fa
 @click.version_option(__version__, prog_name="maskwatch")
 @click.option("-v", "--verbose", count=True, help="More messages on stderr (-vv for debug).")
 def cli(verbose: int) -> None:
-    """Find every face in photos, videos and cameras and tell with_mask from without_mask."""
+    """Find every face in photos, videos and cameras: with_mask, without_mask, mask_incorrect or uncertain."""
     _setup_logging(verbose)
 
 
