@@ -4,7 +4,7 @@ A real uvicorn server runs in a thread on 127.0.0.1. The page uploads a scene ph
 the faces table and the counts; then Live mode runs on Chromium's fake camera fed with a clip
 (converted to Y4M here) and must draw labelled boxes and show its frame rate. The pages must run
 under the server's Content-Security-Policy without a single violation. Screenshots go to
-``test-artifacts/``. How fast live mode runs is a benchmark's business (README), never asserted here.
+``test-artifacts/``. How fast live mode runs is a benchmark's business (docs/http-api.md), never asserted here.
 Needs: ``apt-get install -y chromium`` (no browser download happens), the ``playwright`` Python package,
 the shared data folder and a model.
 """

@@ -181,9 +181,9 @@ def test_eps_is_never_handed_to_ghostscript(eps_calls, tmp_path):
     assert eps_calls == []
 
 
-def test_pixel_limit_is_the_one_the_readme_states():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    assert f"images over {DEFAULT_MAX_PIXELS // 1_000_000} megapixels are refused" in readme
+def test_pixel_limit_is_the_one_the_docs_state():
+    errors_page = (Path(__file__).resolve().parents[1] / "docs" / "errors.md").read_text(encoding="utf-8")
+    assert f"images over {DEFAULT_MAX_PIXELS // 1_000_000} megapixels are refused" in errors_page
     # 95 megapixels: over Pillow's own bomb warning (89.5 MP), under ours; the file is then found
     # truncated (it holds almost no pixel data), not "too large".
     with pytest.raises(ImageDecodeError) as info:
