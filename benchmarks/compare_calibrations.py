@@ -14,7 +14,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fit_faces as F  # noqa: E402
-
 from maskwatch.faces.centerface import TO_YUNET_STYLE  # noqa: E402
 
 CANDIDATES = [(1.17, 1.206, -0.02, 0.014), (1.0, 1.0, 0.0, 0.0), (1.1, 1.1, 0, 0.06), (1.15, 1.05, 0, 0.09),

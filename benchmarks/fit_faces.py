@@ -180,7 +180,8 @@ def main() -> None:
                 d = [x for k in keys for x in dets[k]]
                 ims = [im for k in keys for im in P[k]]
                 hi = [(a[s >= 0.5], s[s >= 0.5]) for a, s in d]
-                calibs[f"fit on {name}"], n = pair_ratios(hi, [np.concatenate([im.boxes[:, :2], im.boxes[:, 2:] - im.boxes[:, :2]], 1) for im in ims], 0.3)
+                xywh = [np.concatenate([im.boxes[:, :2], im.boxes[:, 2:] - im.boxes[:, :2]], 1) for im in ims]
+                calibs[f"fit on {name}"], n = pair_ratios(hi, xywh, 0.3)
             if backend in args.search:
                 grid = [(sx, sy, 0.0, dy) for sx in (1.0, 1.05, 1.1, 1.15) for sy in (0.95, 1.0, 1.05, 1.1, 1.15, 1.2)
                         for dy in (0.0, 0.03, 0.06, 0.09, 0.12)]

@@ -87,7 +87,8 @@ def main() -> None:
         ms = (time.perf_counter() - t) / len(xv) * 1e3
         out[label] = (p, ms)
         acc = float((p.argmax(1) == yv[: len(p)]).mean())
-        print(f"{label:<6} {Path(c.path).stat().st_size / 1e6:5.1f} MB  validation accuracy {acc:.4f}  {ms:.2f} ms/face")
+        print(f"{label:<6} {Path(c.path).stat().st_size / 1e6:5.1f} MB  "
+              f"validation accuracy {acc:.4f}  {ms:.2f} ms/face")
     agree = float((out["float"][0].argmax(1) == out["int8"][0].argmax(1)).mean())
     print(f"top-1 agreement int8 vs float: {agree:.4f} over {len(xv)} validation crops")
 

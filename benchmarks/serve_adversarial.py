@@ -53,7 +53,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_load import DEFAULT_IMAGES, percentile, rss_mb, start_server, wait_ready, free_port  # noqa: E402
+from serve_load import DEFAULT_IMAGES, free_port, percentile, rss_mb, start_server, wait_ready  # noqa: E402
 
 EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n%%EndComments\n"
        b"{ } loop\n%%EOF\n")
@@ -217,7 +217,7 @@ def one_at_a_time(port: int, pid: int, cases) -> list[dict]:
         peak = [before]
         stop = threading.Event()
 
-        def sample() -> None:
+        def sample(stop=stop, peak=peak) -> None:
             while not stop.is_set():
                 peak[0] = max(peak[0], rss_mb(pid))
                 time.sleep(0.02)
@@ -340,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     error_lines = len(re.findall(r"^(ERROR|CRITICAL)", log_text, re.M))
     lat = tally.latencies_ms
     errors = len(tally.errors) + tracebacks + error_lines
-    print(f"phase 2: {args.clients} clients for {args.duration:.0f} s ({args.clients - n_host} ordinary, {n_host} hostile)")
+    print(f"phase 2: {args.clients} clients for {args.duration:.0f} s "
+          f"({args.clients - n_host} ordinary, {n_host} hostile)")
     for (case, status), n in sorted(tally.status.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
         print(f"  {case:16s} {str(status):>5s} x {n}")
     print(f"ordinary requests: {tally.ordinary} answered 200, latency p50 {percentile(lat, 0.5):.0f} ms, "
@@ -355,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         "one_at_a_time": heavy, "abandoned": args.abandon, "abandon_answers": {str(k): v for k, v in answers.items()},
         "next_request_ms": next_ms, "clients": args.clients, "duration_s": args.duration,
         "ordinary_ok": tally.ordinary, "p50_ms": percentile(lat, 0.5), "p95_ms": percentile(lat, 0.95),
-        "busy_503": tally.busy, "busy_503_phase1": answers.get(503, 0), "errors": errors, "rss_mb": {"start": rss_start, "peak": peak[0], "end": rss_end},
+        "busy_503": tally.busy, "busy_503_phase1": answers.get(503, 0), "errors": errors,
+        "rss_mb": {"start": rss_start, "peak": peak[0], "end": rss_end},
         "statuses": {f"{c} {s}": n for (c, s), n in tally.status.items()},
     }
     if args.json:

@@ -43,14 +43,20 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MASKWATCH_SHARED", REPO.parent / "shared"))
 os.environ.setdefault("MASKWATCH_MODELS", str(SHARED / "weights" / "face"))
 
+from maskwatch.classify.model import DEFAULT_MODEL_PATH  # noqa: E402
 from maskwatch.engine import MaskDetector  # noqa: E402
 from maskwatch.evaluate.detection import (  # noqa: E402
-    CLASS_SCORES, ScenePrediction, box_iou, detection_ap, format_scene_metrics, predict_scenes, scene_metrics,
+    CLASS_SCORES,
+    ScenePrediction,
+    box_iou,
+    detection_ap,
+    format_scene_metrics,
+    predict_scenes,
+    scene_metrics,
 )
 from maskwatch.evaluate.scenes import SCENE_CLASSES, SceneImage, load_scenes  # noqa: E402
 from maskwatch.faces.detector import DetectorSettings, calibrate_boxes, create_face_detector  # noqa: E402
 from maskwatch.io.images import decode_image  # noqa: E402
-from maskwatch.classify.model import DEFAULT_MODEL_PATH  # noqa: E402
 from maskwatch.preprocess import crop_face  # noqa: E402
 
 log = logging.getLogger("tune_detector")

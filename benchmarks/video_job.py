@@ -40,8 +40,8 @@ def main() -> None:
     data = clip.read_bytes()
 
     port = free_port()
-    code = ("import sys; sys.path.insert(0, %r); from maskwatch.server import serve; "
-            "serve(host='127.0.0.1', port=%d, log_level='warning')" % (str(ROOT / "src"), port))
+    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'src')!r}); from maskwatch.server import serve; "
+            f"serve(host='127.0.0.1', port={port:d}, log_level='warning')")
     server = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

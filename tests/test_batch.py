@@ -161,7 +161,7 @@ def test_corrupt_file_lands_in_failures_and_the_rest_complete(tmp_path):
     lines = proc.stderr.splitlines()
     assert all(ln.startswith("maskwatch: ") for ln in lines), proc.stderr  # no Ray log lines
     assert [ln for ln in lines if "could not be labelled" in ln] == [
-        f"maskwatch: 1 input(s) could not be labelled; see {out}/failures.jsonl"]
+        f"maskwatch: 1 input could not be labelled; see {out}/failures.jsonl"]
     failures = [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines()]
     assert [Path(f["source"]).name for f in failures] == ["cut-off.jpg"]
     assert "truncated" in failures[0]["error"] or "corrupt" in failures[0]["error"]
@@ -169,7 +169,8 @@ def test_corrupt_file_lands_in_failures_and_the_rest_complete(tmp_path):
     assert len(sources) == 4 and sources["cut-off.jpg"]["status"] == "failed"
     assert all(r["status"] == "ok" and r["faces"] > 0 for n, r in sources.items() if n != "cut-off.jpg")
     success = json.loads((out / "_SUCCESS").read_text())
-    assert success["summary"]["failed"] == 1 and success["settings"]["classes"] == ["with_mask", "without_mask", "mask_incorrect"]
+    assert success["summary"]["failed"] == 1
+    assert success["settings"]["classes"] == ["with_mask", "without_mask", "mask_incorrect"]
     assert not (out / "_LOCK").exists()
 
 

@@ -4,8 +4,9 @@ A real uvicorn server runs in a thread on 127.0.0.1. The page uploads a scene ph
 the faces table and the counts; then Live mode runs on Chromium's fake camera fed with a clip
 (converted to Y4M here) and must draw labelled boxes and show its frame rate. The pages must run
 under the server's Content-Security-Policy without a single violation. Screenshots go to
-``test-artifacts/``. How fast live mode runs is a benchmark's business (README), never asserted here. Needs: ``apt-get install chromium`` (no browser download happens), the
-``playwright`` Python package, the shared data folder and a model.
+``test-artifacts/``. How fast live mode runs is a benchmark's business (docs/http-api.md), never asserted here.
+Needs: ``apt-get install -y chromium`` (no browser download happens), the ``playwright`` Python package,
+the shared data folder and a model.
 """
 
 from __future__ import annotations
@@ -32,13 +33,15 @@ BASE_ARGS = [
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} is missing: apt-get install chromium"),
+    pytest.mark.skipif(not CHROMIUM.is_file(),
+                       reason=f"{CHROMIUM} is missing: apt-get install -y chromium (or set MASKWATCH_CHROMIUM)"),
     pytest.mark.skipif(not SCENE_PHOTO.is_file() or not VIDEO.is_file(),
                        reason=f"needs the shared data folder at {SHARED} (set MASKWATCH_SHARED)"),
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
 ]
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason='the playwright Python package is not installed: pip install -e ".[dev]"')
 pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
 
 

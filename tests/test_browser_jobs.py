@@ -17,7 +17,8 @@ CLIP = SHARED / "data" / "video" / "putting-mask-on.mp4"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} is missing: apt-get install chromium"),
+    pytest.mark.skipif(not CHROMIUM.is_file(),
+                       reason=f"{CHROMIUM} is missing: apt-get install -y chromium (or set MASKWATCH_CHROMIUM)"),
     pytest.mark.skipif(not CLIP.is_file(), reason=f"needs the shared data folder at {SHARED}"),
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
 ]

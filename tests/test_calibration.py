@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from maskwatch.classify.calibration import (
-    Calibration, apply_temperature, calibration_from_metadata, choose_abstention, expected_calibration_error,
-    fit_temperature, nll,
+    Calibration,
+    apply_temperature,
+    calibration_from_metadata,
+    choose_abstention,
+    expected_calibration_error,
+    fit_temperature,
+    nll,
 )
 
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from conftest import SHARED, needs_shared, run_cli, assert_one_line_error
+from conftest import SHARED, assert_one_line_error, needs_shared, run_cli
 from maskwatch.errors import InputError, MaskwatchError
 from maskwatch.spec import EngineSpec
 
@@ -153,11 +153,10 @@ def test_a_backend_registered_in_one_place_reaches_every_front(model_path, tmp_p
         r = det.detect(img)
         assert [f.box for f in r.faces] == [(50, 25, 150, 75)]
         assert det.fork(detect_size=480).face_detector.name == "centre"
+        import cv2
         from click.testing import CliRunner
 
         from maskwatch.cli import cli
-
-        import cv2
 
         path = tmp_path / "grey.png"
         cv2.imwrite(str(path), img)

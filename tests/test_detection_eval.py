@@ -8,12 +8,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import default_model_path
 
+from conftest import default_model_path
 from maskwatch.errors import DataError
 from maskwatch.evaluate.detection import (
-    ScenePrediction, average_precision, box_iou, detection_ap, evaluate_scenes, format_scene_metrics,
-    match_detections, scene_metrics,
+    ScenePrediction,
+    average_precision,
+    box_iou,
+    detection_ap,
+    evaluate_scenes,
+    format_scene_metrics,
+    match_detections,
+    scene_metrics,
 )
 from maskwatch.evaluate.scenes import SceneImage, detect_format, load_scene_dataset, load_scenes, map_class_name
 

@@ -129,9 +129,8 @@ def test_mirror_averages_a_crop_and_its_mirror_image(engine, rng):
 
 
 def test_photos_are_classified_with_their_mirror_image_and_video_frames_are_not(model_path, gap_clip, monkeypatch):
-    from maskwatch.engine import MaskDetector
-
     from conftest import scene_frame
+    from maskwatch.engine import MaskDetector
 
     det = MaskDetector(model_path)
     calls = []

@@ -8,10 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import assert_one_line_error, run_cli
 from maskwatch.errors import DataError
 from maskwatch.evaluate.scenes import load_scenes
-
-from conftest import assert_one_line_error, run_cli
 
 
 def _yolo(tmp_path: Path, label_bytes: bytes) -> Path:
@@ -50,7 +49,8 @@ VOC = """<annotation><filename>p.jpg</filename><size><width>200</width><height>1
 
 
 @pytest.mark.parametrize("box,fragment", [
-    ("<xmin>50</xmin><ymin>10</ymin><xmax>40</xmax><ymax>70</ymax>", "object 2 (without_mask): bndbox is empty or inverted"),
+    ("<xmin>50</xmin><ymin>10</ymin><xmax>40</xmax><ymax>70</ymax>",
+     "object 2 (without_mask): bndbox is empty or inverted"),
     ("<xmin>nan</xmin><ymin>10</ymin><xmax>40</xmax><ymax>70</ymax>", "finite"),
     ("<xmin>150</xmin><ymin>10</ymin><xmax>400</xmax><ymax>70</ymax>", "outside the 200x100 image"),
 ])

@@ -43,7 +43,8 @@ def test_uncertain_and_third_class_in_json_counts_and_csv():
     col = {c: i for i, c in enumerate(CSV_COLUMNS)}
     assert rows[0][col["uncertain"]] == 1 and rows[1][col["p_mask_incorrect"]] == 0.7
     # a 2-class face leaves the third probability empty
-    two = FrameResult("b.jpg", 10, 10, [Face((0, 0, 5, 5), 0.9, "with_mask", 0.9, {"with_mask": 0.9, "without_mask": 0.1})])
+    two = FrameResult("b.jpg", 10, 10,
+                      [Face((0, 0, 5, 5), 0.9, "with_mask", 0.9, {"with_mask": 0.9, "without_mask": 0.1})])
     assert two.csv_rows()[0][col["p_mask_incorrect"]] == "" and two.csv_rows()[0][col["uncertain"]] == 0
 
 

@@ -13,7 +13,8 @@ def test_serve_engine_uses_the_detector_options(model_path):
     from maskwatch.faces.detector import DetectorSettings
     from maskwatch.server.app import ServerSettings, load_engine
 
-    settings = ServerSettings(model=str(model_path), detector_settings=DetectorSettings(score_threshold=0.9, min_face=20))
+    settings = ServerSettings(model=str(model_path),
+                              detector_settings=DetectorSettings(score_threshold=0.9, min_face=20))
     engine = load_engine(settings)
     assert engine.face_detector.settings.score_threshold == 0.9
     assert engine.face_detector.settings.min_face == 20

@@ -1,4 +1,5 @@
-"""maskwatch: find every face in photos, videos and cameras and tell ``with_mask`` from ``without_mask``.
+"""maskwatch: find every face in photos, videos and cameras: ``with_mask``, ``without_mask``, ``mask_incorrect``
+or ``uncertain``.
 
 Quick use::
 

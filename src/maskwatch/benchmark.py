@@ -159,7 +159,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
              + "; maskwatch rows start cold, as 'maskwatch detect' does", head]
     for r in rows:
         lines.append(f"{r['pipeline']:<44} {r['fps']:6.1f} {r['fps_with_startup']:6.1f} {r['decode_ms']:7.1f} "
-                     f"{r['detect_ms']:7.1f} {r['classify_ms']:9.1f} {r['faces_per_frame']:8.1f} {r['classified_per_frame']:6.1f} "
+                     f"{r['detect_ms']:7.1f} {r['classify_ms']:9.1f} {r['faces_per_frame']:8.1f} "
+                     f"{r['classified_per_frame']:6.1f} "
                      f"{r['ms_per_classified_face']:8.2f}")
     if len(rows) > 1 and rows[-1]["pipeline"].startswith("classic"):
         lines.append(f"speed-up over classic: {rows[0]['fps'] / rows[-1]['fps']:.1f}x (tracked), "

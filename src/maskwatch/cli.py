@@ -21,7 +21,8 @@ from maskwatch.errors import InputError, MaskwatchError
 from maskwatch.options import spec_from_options, spec_options
 from maskwatch.sinks.base import Sink
 from maskwatch.spec import EngineSpec
-from maskwatch.summary import UNCERTAIN, Summary, count_labels, plural
+from maskwatch.summary import UNCERTAIN, Summary, count_labels
+from maskwatch.wording import count
 
 log = logging.getLogger("maskwatch")
 
@@ -47,7 +48,7 @@ def _engine(spec: EngineSpec):
 @click.version_option(__version__, prog_name="maskwatch")
 @click.option("-v", "--verbose", count=True, help="More messages on stderr (-vv for debug).")
 def cli(verbose: int) -> None:
-    """Find every face in photos, videos and cameras and tell with_mask from without_mask."""
+    """Find every face in photos, videos and cameras: with_mask, without_mask, mask_incorrect or uncertain."""
     _setup_logging(verbose)
 
 
@@ -86,7 +87,7 @@ class _ImageLines(Sink):
         if result.frame is None:
             c = count_labels(result.faces, self.classes)
             per = ", ".join(f"{v} {k}" for k, v in c.items() if v or k != UNCERTAIN)
-            click.echo(f"{result.source}: {plural(len(result.faces), 'face')}, {per}")
+            click.echo(f"{result.source}: {count(len(result.faces), 'face')}, {per}")
 
 
 @cli.command()
@@ -116,13 +117,13 @@ class _ImageLines(Sink):
 def detect(sources, json_path, csv_path, save, project, name, show, vid_stride, no_track, blur, db_path,
            retention_days, alert_webhook, alert_thumbnails, report, **options) -> None:
     """Find and label every face in SOURCES: images, folders, globs, videos, camera indices (0), URLs."""
+    from maskwatch.alerts import Alerts
     from maskwatch.io.sources import resolve_sources
-    from maskwatch.io.writers import LiveWindow, MediaSaver, make_writer
+    from maskwatch.report import ComplianceReport
     from maskwatch.runloop import run
     from maskwatch.runs import new_run_dir
-
-    from maskwatch.alerts import Alerts
-    from maskwatch.report import ComplianceReport
+    from maskwatch.sinks.files import make_writer
+    from maskwatch.sinks.media import LiveWindow, MediaSaver
 
     if json_path == "-" and csv_path == "-":
         raise InputError("--json - and --csv - both want stdout; send one of them to a file.")
@@ -180,24 +181,26 @@ def detect(sources, json_path, csv_path, save, project, name, show, vid_stride, 
         _quiet_broken_pipe()
         return
     if alerts.alerts:
-        click.echo(f"maskwatch: {plural(len(alerts.alerts), 'unmasked alert')}"
+        click.echo(f"maskwatch: {count(len(alerts.alerts), 'unmasked alert')}"
                    + (f"; webhook: {alerts.sender.sent} sent, {alerts.sender.failed} failed, "
                       f"{alerts.sender.dropped} dropped" if alerts.sender else ""), err=True)
-    click.echo(f"maskwatch: {plural(summary.frames, 'frame')} in {summary.elapsed_s:.1f} s ({summary.fps:.1f} frames/s)"
+    click.echo(f"maskwatch: {count(summary.frames, 'frame')} in {summary.elapsed_s:.1f} s ({summary.fps:.1f} frames/s)"
                + (f", results in {run_dir}" if run_dir else "")
                + (f", events in {db_path}" if db_path else ""), err=True)
     if summary.signal is not None:
         how = "interrupted (SIGINT)" if summary.signal_name == "SIGINT" else f"stopped by {summary.signal_name}"
-        click.echo(f"maskwatch: {how} after {plural(summary.frames, 'frame')}; every output was closed", err=True)
+        click.echo(f"maskwatch: {how} after {count(summary.frames, 'frame')}; every output was closed", err=True)
         sys.exit(128 + summary.signal)
     if summary.failures:
-        click.echo(f"maskwatch: {plural(len(summary.failures), 'input')} could not be read", err=True)
+        click.echo(f"maskwatch: {count(len(summary.failures), 'input')} could not be read", err=True)
         sys.exit(1)
 
 
 @cli.command()
-@click.option("--db", "db_path", type=click.Path(path_type=Path), required=True, help="The event log (from detect --db).")
-@click.option("--since", default=None, help="Only events at or after this UTC time (2026-05-01T08:00) or age (30m, 2h, 7d).")
+@click.option("--db", "db_path", type=click.Path(path_type=Path), required=True,
+              help="The event log (from detect --db).")
+@click.option("--since", default=None,
+              help="Only events at or after this UTC time (2026-05-01T08:00) or age (30m, 2h, 7d).")
 @click.option("--source", default=None, help="Only this source (a path, URL or camera:N; a part of one matches).")
 @click.option("--kind", type=click.Choice(["track_started", "label_changed", "unmasked_alert", "track_ended"]),
               default=None, help="Only events of this kind.")
@@ -226,7 +229,7 @@ def events(db_path, since, source, kind, limit, as_json, as_csv) -> None:
                             for c in EVENT_COLUMNS])
         else:
             click.echo(format_table(rows))
-            click.echo(plural(len(rows), "event"), err=True)
+            click.echo(count(len(rows), "event"), err=True)
     except BrokenPipeError:
         _quiet_broken_pipe()
 
@@ -278,7 +281,7 @@ def classify(inputs, model, json_path, csv_path, batch_size, **options) -> None:
         for w in writers:
             w.close()
     if failures:
-        click.echo(f"maskwatch: {plural(failures, 'image')} could not be read", err=True)
+        click.echo(f"maskwatch: {count(failures, 'image')} could not be read", err=True)
         sys.exit(1)
 
 
@@ -361,7 +364,6 @@ def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, we
 def evaluate(model, data, split_file, score_floor, project, name, **options) -> None:
     """Score MODEL on DATA: a crop dataset (class folders) or a scene dataset (YOLO or Pascal VOC boxes)."""
     from maskwatch.evaluate.runner import evaluate_path
-
     from maskwatch.faces.base import DetectorSettings
 
     spec = spec_from_options(options)
@@ -422,10 +424,23 @@ def models_info(model) -> None:
 @models.command("fetch")
 @click.option("--dest", type=click.Path(path_type=Path), default=None, help="Folder (default: the user cache).")
 def models_fetch(dest) -> None:
-    """Download the YuNet face detector from OpenCV's model zoo (sha256-checked)."""
-    from maskwatch.faces.models import fetch_yunet
+    """Download the YuNet face detector from OpenCV's model zoo (sha256-checked).
 
-    click.echo(str(fetch_yunet(dest)))
+    A copy ships inside the package and is used by default, so this is only needed for a copy of your own.
+    """
+    from maskwatch.errors import ModelError
+    from maskwatch.faces.models import BUNDLED_DIR, YUNET_FILENAME, fetch_yunet
+
+    bundled = BUNDLED_DIR / YUNET_FILENAME
+    try:
+        path = fetch_yunet(dest)
+    except ModelError as exc:
+        if dest is not None or not bundled.is_file() or not isinstance(exc.__cause__, OSError):
+            raise
+        click.echo(f"maskwatch: nothing downloaded ({exc.__cause__}), and nothing is missing: the YuNet face "
+                   "detector is bundled with maskwatch and used by default", err=True)
+        path = bundled
+    click.echo(str(path))
 
 
 #: The server's own engine defaults (the rest are the spec's): with 8 clients on 2 cores the mirror pass took
@@ -453,7 +468,8 @@ def serve(host, port, max_upload_mb, db_path, **options) -> None:
     try:
         from maskwatch.server import serve as run_server
     except ImportError as exc:
-        raise MaskwatchError(f'the web app needs the serve extra: pip install "maskwatch[serve]" ({exc.name} missing)') from exc
+        raise MaskwatchError(
+            f'the web app needs the serve extra: pip install "maskwatch[serve]" ({exc.name} missing)') from exc
     logging.getLogger("maskwatch.server").setLevel(logging.WARNING)  # its non-loopback warning
     try:
         run_server(host=host, port=port, model=spec.model, detector=spec.detector, detector_model=spec.detector_model,
@@ -466,6 +482,7 @@ def serve(host, port, max_upload_mb, db_path, **options) -> None:
 
 
 from maskwatch.batch.command import register as _register_batch  # noqa: E402 - scale-out front (issue 7)
+
 _register_batch(cli)
 
 

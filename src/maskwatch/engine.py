@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from maskwatch.classify.model import MaskClassifier
-from maskwatch.errors import InputError
 from maskwatch.faces.base import DetectorSettings, FaceBoxes
 from maskwatch.faces.registry import create_face_detector
 from maskwatch.io.images import as_bgr_uint8, decode_image

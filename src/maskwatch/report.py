@@ -25,7 +25,8 @@ import numpy as np
 
 from maskwatch.defaults import MIN_TRACK_FRAMES
 from maskwatch.sinks.base import Sink
-from maskwatch.summary import COMPLIANT_LABELS, Summary, main_label, people_block, plural, wilson_interval
+from maskwatch.summary import COMPLIANT_LABELS, Summary, main_label, people_block, wilson_interval
+from maskwatch.wording import count
 
 __all__ = ["ComplianceReport", "main_label", "wilson_interval"]
 
@@ -159,8 +160,8 @@ class ComplianceReport(Sink):
                 continue
             mostly = ", ".join(f"{v} mostly {k}" for k, v in d["people_mostly"].items())
             lo, hi = d["compliance_ci95"]
-            lines.append(f"{src}: {plural(d['people'], 'people')} ({mostly}); compliance {d['compliance_rate']:.0%} "
-                         f"(95% CI {lo:.0%}-{hi:.0%}); {plural(d['alerts'], 'alert')}")
+            lines.append(f"{src}: {count(d['people'], 'person')} ({mostly}); compliance {d['compliance_rate']:.0%} "
+                         f"(95% CI {lo:.0%}-{hi:.0%}); {count(d['alerts'], 'alert')}")
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ files
@@ -208,7 +209,7 @@ class ComplianceReport(Sink):
             name = Path(src).name or src
             rate = "" if d["compliance_rate"] is None else (
                 f" - compliance {d['compliance_rate']:.0%} (95% CI {d['compliance_ci95'][0]:.0%}-"
-                f"{d['compliance_ci95'][1]:.0%}) of {d['people']} people")
+                f"{d['compliance_ci95'][1]:.0%}) of {count(d['people'], 'person')}")
             cv2.putText(img, f"{name}{rate}", (left, y0 + 22), font, 0.55, (30, 30, 30), 1, cv2.LINE_AA)
             x = left
             for c in order:  # legend

@@ -38,9 +38,7 @@ from typing import Any
 
 from maskwatch.errors import MaskwatchError
 from maskwatch.results import FrameResult, SourceInfo
-from maskwatch.sinks.base import Sink as _Sink
-from maskwatch.sinks.base import Sinks
-from maskwatch.sinks.base import StopRun as _StopRun
+from maskwatch.sinks.base import Sink as _Sink, Sinks, StopRun as _StopRun
 
 log = logging.getLogger(__name__)
 

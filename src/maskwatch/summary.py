@@ -21,12 +21,13 @@ from typing import Any
 from maskwatch.results import COMPLIANT_LABELS, UNCERTAIN, label_key
 from maskwatch.sinks.base import Sink
 from maskwatch.spec import DEFAULT_SPEC
+from maskwatch.wording import count
 
 #: The classes of the bundled 3-class model, the default order of count keys.
 DEFAULT_CLASSES = ("with_mask", "without_mask", "mask_incorrect")
 
 __all__ = ["COMPLIANT_LABELS", "UNCERTAIN", "Summary", "SourceSummary", "count_keys", "count_labels", "label_key",
-           "main_label", "people_block", "plural", "summarize_results", "wilson_interval"]
+           "main_label", "people_block", "summarize_results", "wilson_interval"]
 
 
 def count_keys(classes: Iterable[str] = DEFAULT_CLASSES) -> tuple[str, ...]:
@@ -90,14 +91,6 @@ def people_block(tracks: Iterable[Mapping[str, Any]], classes: Iterable[str] = D
     }
 
 
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``1 person``, ``2 people``; ``1 frame``, ``3 frames``: one rule for every message."""
-    irregular = {"person": "people", "people": "people"}
-    if n == 1:
-        return f"{n} {'person' if word == 'people' else word}"
-    return f"{n} {many or irregular.get(word) or word + 's'}"
-
-
 @dataclass
 class SourceSummary:
     """One source's numbers (an image, a video, a camera or a stream)."""
@@ -135,8 +128,8 @@ class SourceSummary:
         """The line ``maskwatch detect`` prints for this source."""
         counts = ", ".join(f"{v} {k}" for k, v in self.counts.items() if v or k != UNCERTAIN)
         if self.kind == "image":
-            return f"{self.source}: {plural(self.faces, 'face')}, {counts}"
-        line = (f"{self.source}: {plural(self.frames, 'frame')}, {self.faces_per_frame_mean} faces/frame "
+            return f"{self.source}: {count(self.faces, 'face')}, {counts}"
+        line = (f"{self.source}: {count(self.frames, 'frame')}, {self.faces_per_frame_mean} faces/frame "
                 f"(max {self.faces_per_frame_max}), detections: {counts}")
         people = self.people()
         if people is None:

@@ -33,6 +33,7 @@ from typing import Any
 from maskwatch.errors import DependencyError, InputError
 from maskwatch.faces.models import sha256_file
 from maskwatch.summary import count_keys, count_labels
+from maskwatch.wording import count
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,10 @@ class BatchSummary:
     def line(self) -> str:
         labels = ", ".join(f"{v} {k}" for k, v in self.labels.items())
         done = f" ({self.skipped} already done, skipped)" if self.skipped else ""
-        return (f"{self.inputs} inputs{done}: {self.images} images, {self.videos} videos, {self.frames} frames, "
-                f"{self.faces} faces ({labels or 'none'}), {self.failed} failed; {self.images_per_s:.1f} images/s, "
-                f"{self.frames_per_s:.1f} frames/s with {self.workers} workers in {self.wall_s:.1f} s; "
+        return (f"{count(self.inputs, 'input')}{done}: {count(self.images, 'image')}, {count(self.videos, 'video')}, "
+                f"{count(self.frames, 'frame')}, {count(self.faces, 'face')} ({labels or 'none'}), "
+                f"{self.failed} failed; {self.images_per_s:.1f} images/s, "
+                f"{self.frames_per_s:.1f} frames/s with {count(self.workers, 'worker')} in {self.wall_s:.1f} s; "
                 f"results in {self.output}")
 
 

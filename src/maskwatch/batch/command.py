@@ -10,13 +10,17 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
 
 import click
+
+from maskwatch.wording import count
 
 
 @contextlib.contextmanager
 def _ray_noise_off():
-    """Send what Ray's C++ core writes straight to file descriptor 2 to /dev/null for the run.
+    """Send what Ray's C++ core writes straight to file descriptor 2 to /dev/null for the run, and
+    drop the Python warnings Ray's own modules raise meanwhile.
 
     Our own messages (click, the ``maskwatch`` logger) and Ray Data's progress bars keep going to the
     real stderr through a duplicate of it. ``MASKWATCH_DEBUG=1`` leaves everything as it is.
@@ -36,7 +40,10 @@ def _ray_noise_off():
     handlers = [h for h in logging.getLogger("maskwatch").handlers if isinstance(h, logging.StreamHandler)]
     streams = [h.setStream(real) for h in handlers]
     try:
-        yield
+        with warnings.catch_warnings():
+            # Ray's Python warnings (an actor left idle, a renamed setting) speak to Ray's users, not ours.
+            warnings.filterwarnings("ignore", module=r"ray(\.|$)")
+            yield
     finally:
         for h, s in zip(handlers, streams):
             h.setStream(s if s is not None else old)
@@ -82,11 +89,13 @@ def register(group: click.Group) -> None:
         require_ray()
         spec = spec_from_options(options)
         with _ray_noise_off():
-            summary = run(list(inputs), output, address=address, workers=workers, spec=spec, chunk_seconds=chunk_seconds, max_chunks=max_chunks, batch_size=batch_size,
+            summary = run(list(inputs), output, address=address, workers=workers, spec=spec,
+                          chunk_seconds=chunk_seconds, max_chunks=max_chunks, batch_size=batch_size,
                           part_inputs=commit_every, object_store_mb=object_store_mb)
         click.echo(f"maskwatch: batch: {summary.line()}", err=True)
         if summary.failed_total:
             where = f"{str(output).rstrip('/')}/failures.jsonl"
-            click.echo(f"maskwatch: {summary.failed_total} input(s) could not be labelled; see {where}", err=True)
+            click.echo(f"maskwatch: {count(summary.failed_total, 'input')} could not be labelled; see {where}",
+                       err=True)
             sys.exit(1)
 

@@ -120,7 +120,8 @@ class MaskClassifier:
         return self.info.input_size
 
     def predict_batch(self, batch: np.ndarray, mirror: bool = False) -> np.ndarray:
-        """Class probabilities ``(N, n_classes)`` for a prepared batch (see :func:`~maskwatch.preprocess.to_model_input`).
+        """Class probabilities ``(N, n_classes)`` for a prepared batch
+        (see :func:`~maskwatch.preprocess.to_model_input`).
 
         With ``mirror``, each crop and its mirror image are classified in one batch and their
         (calibrated) probabilities averaged: twice the classifier's work for a steadier verdict

@@ -49,8 +49,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from maskwatch.boxes import box_iou
-from maskwatch.evaluate.scenes import MAIN_CLASSES, SCENE_CLASSES, SceneImage
 from maskwatch.errors import InputError
+from maskwatch.evaluate.scenes import MAIN_CLASSES, SCENE_CLASSES, SceneImage
 from maskwatch.io.images import decode_image
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -13,6 +13,7 @@ from maskwatch.defaults import MIRROR_PHOTOS
 from maskwatch.errors import DataError
 from maskwatch.evaluate.classification import classification_metrics, format_metrics, save_gallery, write_report
 from maskwatch.runs import new_run_dir
+from maskwatch.wording import count
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def evaluate_crops(model_path, data: Path, split_file: Path | None, run_dir: Pat
                 f"p={probs[i].max():.3f}\n" for i in wrong))
     text = format_metrics(metrics)
     if skipped:
-        text += f"\nskipped {len(skipped)} unreadable image(s) (listed in metrics.json)"
+        text += f"\nskipped {count(len(skipped), 'unreadable image')} (listed in metrics.json)"
     return EvaluationOutput("crops", metrics, run_dir, text)
 
 
@@ -107,7 +108,8 @@ def evaluate_path(model_path, data, split_file=None, project="runs", name="exp",
         raise DataError(f"{data}: no such folder; expected class folders (crops) or a YOLO / Pascal VOC dataset.")
     classes = MaskClassifier(model_path).classes  # fail on a bad model before any work
     if split_file is not None and not Path(split_file).is_file():
-        raise DataError(f"{split_file}: split file not found; expected a list of files (e.g. docs/scenes-kaggle/val.txt).")
+        raise DataError(
+            f"{split_file}: split file not found; expected a list of files (e.g. docs/scenes-kaggle/val.txt).")
     if is_crop_dataset(data, classes) or (split_file is not None and is_crop_split(split_file)):
         run_dir = new_run_dir(project, "evaluate", name)
         return evaluate_crops(model_path, data, split_file, run_dir, detector, detector_model, progress, mirror)

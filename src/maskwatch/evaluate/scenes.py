@@ -253,7 +253,8 @@ def load_yolo(root: str | Path, aliases: Mapping[str, str] | None = None) -> lis
                         f"{where}: expected 'class cx cy w h' (normalised), got {line.strip()!r}."
                     ) from None
                 if not kf.is_integer():
-                    raise DataError(f"{where}: class id {parts[0]!r} is not a whole number; expected 0..{len(names) - 1}.")
+                    raise DataError(
+                        f"{where}: class id {parts[0]!r} is not a whole number; expected 0..{len(names) - 1}.")
                 k = int(kf)
                 if not 0 <= k < len(names):
                     raise DataError(

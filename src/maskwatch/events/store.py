@@ -374,7 +374,8 @@ def format_table(rows: Iterable[dict[str, Any]]) -> str:
     for r in rows:
         src = str(r["source"])
         body.append([str(r["at"]).replace("+00:00", "Z"), src if len(src) <= 32 else "..." + src[-29:], r["kind"],
-                     "" if r["time_s"] is None else f"{r['time_s']:.2f}", "" if r["track_id"] is None else str(r["track_id"]),
+                     "" if r["time_s"] is None else f"{r['time_s']:.2f}",
+                     "" if r["track_id"] is None else str(r["track_id"]),
                      r["label"] or "", r["previous"] or ""])
     widths = [max([len(c)] + [len(b[i]) for b in body]) for i, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]

@@ -15,6 +15,7 @@ import numpy as np
 from maskwatch.errors import InputError
 from maskwatch.spec import DEFAULT_SPEC as _D
 
+
 @dataclass
 class FaceBoxes:
     """Face boxes ``xyxy`` (float, original-image pixels, shape ``(n, 4)``) and detector scores ``(n,)``."""

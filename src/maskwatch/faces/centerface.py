@@ -24,10 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskwatch.errors import ModelError
 from maskwatch.cvutil import quiet_opencv
-from maskwatch.faces.base import BaseDetector as _BaseDetector
-from maskwatch.faces.base import DetectorSettings
+from maskwatch.errors import ModelError
+from maskwatch.faces.base import BaseDetector as _BaseDetector, DetectorSettings
 from maskwatch.faces.models import models_dirs
 
 log = logging.getLogger(__name__)

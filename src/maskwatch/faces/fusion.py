@@ -17,8 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from maskwatch.boxes import box_iou
-from maskwatch.faces.base import BaseDetector as _BaseDetector
-from maskwatch.faces.base import DetectorSettings
+from maskwatch.faces.base import BaseDetector as _BaseDetector, DetectorSettings
 
 #: IoU at which two boxes are taken as the same face (the WBF paper's default for detection ensembles).
 FUSION_IOU = 0.55
@@ -95,7 +94,8 @@ class FusedDetector(_BaseDetector):
         if len(members) < 2:
             raise ValueError("fusion needs at least two detectors")
         self.iou = iou
-        member_settings = replace(self.settings, score_threshold=max(0.01, self.settings.score_threshold / len(members)))
+        member_settings = replace(self.settings,
+                                  score_threshold=max(0.01, self.settings.score_threshold / len(members)))
         self.members = [m.with_settings(member_settings) for m in members]
 
     def with_settings(self, settings: DetectorSettings) -> FusedDetector:

@@ -88,10 +88,11 @@ def fetch_yunet(dest_dir: Path | None = None, url: str = YUNET_URL, timeout: flo
         with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - fixed https URL
             data = resp.read()
     except OSError as exc:
-        raise ModelError(
-            f"could not download the YuNet face detector from {url} ({exc}). Without internet, copy "
-            f"{YUNET_FILENAME} into a folder and set MASKWATCH_MODELS to it."
-        ) from exc
+        bundled = BUNDLED_DIR / YUNET_FILENAME
+        hint = (f"The detector is already bundled with maskwatch ({bundled}) and used by default; copy that "
+                f"file if you need it in {dest_dir}." if bundled.is_file() else
+                f"Without internet, copy {YUNET_FILENAME} into a folder and set MASKWATCH_MODELS to it.")
+        raise ModelError(f"could not download the YuNet face detector from {url} ({exc}). {hint}") from exc
     digest = hashlib.sha256(data).hexdigest()
     if digest != YUNET_SHA256:
         raise ModelError(f"downloaded YuNet file has sha256 {digest}, expected {YUNET_SHA256}; not saved.")

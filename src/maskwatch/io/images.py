@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from maskwatch.errors import ImageDecodeError, ImageTooLargeError, InputError
-
 #: Default pixel limit (width * height) for any decoded image: 100 megapixels.
 from maskwatch.defaults import MAX_PIXELS as DEFAULT_MAX_PIXELS  # noqa: E402
+from maskwatch.errors import ImageDecodeError, ImageTooLargeError, InputError
 
 #: The only Pillow plugins ever used to open an image. None of them runs an external program
 #: (Pillow's EPS plugin runs Ghostscript; PDF, SVG and PostScript are never decoded). GIF, WebP and

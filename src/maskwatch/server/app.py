@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import ctypes
 import dataclasses
 import logging
@@ -263,15 +262,6 @@ class EnginePool:
         del new_detector  # every thread has its own face detectors now
         sizes = {} if detect_size is None else {"detect_size": detect_size}
         return engine.fork(max_pixels=self.settings.max_pixels, **sizes)
-        fd = engine.face_detector
-        det_settings = copy.deepcopy(fd.settings)
-        if detect_size is not None:
-            det_settings = dataclasses.replace(det_settings, detect_size=detect_size)
-        if hasattr(fd, "with_settings"):
-            clone.face_detector = fd.with_settings(det_settings)
-        else:  # a custom detector: share it (it must then be thread-safe)
-            log.warning("face detector %r is shared between workers", fd.name)
-        return clone
 
     @contextlib.contextmanager
     def admit(self):  # type: ignore[no-untyped-def]
@@ -620,7 +610,8 @@ async def detect(
     settings = _settings(request)
     pool = _pool(request)
     with pool.admit():
-        upload = _one_upload(await read_uploads(request, settings.max_upload_bytes, timeout_s=settings.upload_timeout_s))
+        uploads = await read_uploads(request, settings.max_upload_bytes, timeout_s=settings.upload_timeout_s)
+        upload = _one_upload(uploads)
         require_image(upload)
         source = upload.filename or "<upload>"
         (info,) = _within_budget([upload], [source], settings)

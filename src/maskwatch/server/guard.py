@@ -13,8 +13,9 @@
 * **Lingering drain**: when a response starts before the request body was read to its end (an
   upload refused at once for its ``Content-Length``, a full queue, an unknown route), the rest of
   the body is read and discarded first, up to ``drain_bytes`` or ``drain_seconds``, or until the
-  client sends nothing for ``drain_idle_seconds`` (as nginx's lingering close does). Otherwise the server closes a connection with unread data in it, the
-  kernel resets it, and clients that send the whole body before reading (Python's urllib and
+  client sends nothing for ``drain_idle_seconds`` (as nginx's lingering close does). Otherwise the
+  server closes a connection with unread data in it, the kernel resets it, and clients that send the
+  whole body before reading (Python's urllib and
   requests) see ``Connection reset by peer`` instead of the answer. A client that asked
   ``Expect: 100-continue`` and was never told to continue has sent no body: nothing is drained.
 """
@@ -164,7 +165,7 @@ class RequestGuard:
                 if not message.get("more_body", False):
                     state["body_done"] = True
                     break
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             pass
         if not state["body_done"]:
             log.info("closing a connection with %d bytes of its request body unread", discarded)

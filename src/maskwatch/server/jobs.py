@@ -18,7 +18,6 @@ their own face detector, beside the photo and live workers.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import logging
 import os
@@ -236,7 +235,7 @@ class JobManager:
                         chunk = await asyncio.wait_for(chunks.__anext__(), idle)
                     except StopAsyncIteration:
                         break
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         raise JobError(408, f"the upload stalled: nothing arrived for {idle:g} s; send the video "
                                             "again.") from None
                     size += len(chunk)

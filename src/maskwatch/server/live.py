@@ -138,8 +138,8 @@ def _sessions(request: Request) -> LiveSessions:
 
 
 @router.post("/v1/live", summary="One live camera frame, tracked within a session, with running totals")
-async def live_frame(request: Request, session: str = Query(..., pattern=SESSION_PATTERN,
-                                                             description="the browser's session id (8-64 of A-Z a-z 0-9 _ -)")):
+async def live_frame(request: Request, session: str = Query(
+        ..., pattern=SESSION_PATTERN, description="the browser's session id (8-64 of A-Z a-z 0-9 _ -)")):
     from maskwatch.io.images import decode_image
     from maskwatch.server.uploads import UploadError, read_uploads, require_image
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import TextIO

@@ -43,8 +43,8 @@ def import_keras():
             import absl.logging
 
             absl.logging.set_verbosity(absl.logging.ERROR)
-            import tensorflow as tf
             import keras
+            import tensorflow as tf
     except ImportError as exc:
         raise DependencyError(
             "training needs TensorFlow and Keras: pip install \"maskwatch[train]\""

@@ -21,17 +21,17 @@ from typing import Any
 import numpy as np
 
 from maskwatch import __version__
+from maskwatch.data import face_cropper, load_crops
 from maskwatch.errors import DataError, MaskwatchError
 from maskwatch.evaluate.classification import classification_metrics, save_gallery, write_report
 from maskwatch.io.images import decode_image
-from maskwatch.data import face_cropper, load_crops
 from maskwatch.runs import new_run_dir
 from maskwatch.train.audit import DEFAULT_CLASSES, audit_dataset, list_class_files
+from maskwatch.train.recipe import Recipe
+from maskwatch.train.split import SPLITS, load_split_file, save_split, split_samples
 
 #: Classes a scene dataset may add to a crop dataset's two (in this output order).
 EXTRA_CLASSES = ("mask_incorrect",)
-from maskwatch.train.recipe import Recipe
-from maskwatch.train.split import SPLITS, load_split_file, save_split, split_samples
 
 log = logging.getLogger(__name__)
 
@@ -422,7 +422,11 @@ def _calibrate(model, val: tuple[np.ndarray, np.ndarray], n_crop_rows: int, clas
     """Fit the temperature on every validation crop, and the abstention threshold on the real (scene)
     validation faces; returns the model's ``calibration`` entry and real-face validation metrics."""
     from maskwatch.classify.calibration import (
-        apply_temperature, choose_abstention, expected_calibration_error, fit_temperature, nll,
+        apply_temperature,
+        choose_abstention,
+        expected_calibration_error,
+        fit_temperature,
+        nll,
     )
 
     x, y = val
@@ -445,8 +449,9 @@ def _calibrate(model, val: tuple[np.ndarray, np.ndarray], n_crop_rows: int, clas
         "n": int(len(yr)), "accuracy": float((pr.argmax(1) == yr).mean()) if len(yr) else None,
         "recall": {c: float((pr[yr == k].argmax(1) == k).mean()) if (yr == k).any() else None
                    for k, c in enumerate(classes)},
-        "unmasked_called_with_mask_at_0.9": float(((pr[unmasked].argmax(1) == k_with)
-                                                    & (pr[unmasked, k_with] >= 0.9)).mean()) if unmasked.any() else None,
+        "unmasked_called_with_mask_at_0.9": (
+            float(((pr[unmasked].argmax(1) == k_with) & (pr[unmasked, k_with] >= 0.9)).mean())
+            if unmasked.any() else None),
         "confusion": [[int(((yr == i) & (pr.argmax(1) == j)).sum()) for j in range(len(classes))]
                       for i in range(len(classes))],
     }
