@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from maskwatch import __version__
+from maskwatch._version import __version__
 from maskwatch.defaults import MAX_UPLOAD_MB
 from maskwatch.errors import InputError, MaskwatchError
 from maskwatch.options import spec_from_options, spec_options

@@ -1,4 +1,5 @@
-"""Crop datasets as model input: the same decoding, face cropping and resizing for training and evaluation."""
+"""Crop datasets as model input: the same listing, split files, decoding, face cropping and resizing for
+training and evaluation (both import it; neither imports the other for it)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from maskwatch.errors import MaskwatchError
-from maskwatch.io.images import decode_image
+from maskwatch.errors import DataError, MaskwatchError
+from maskwatch.io.images import decode_image, is_image_path
 from maskwatch.preprocess import to_model_input
 
 #: Long side (px) at which dataset photos are searched for their face.
@@ -60,3 +61,37 @@ def load_crops(items: Sequence[tuple[str, Path]], classes: Sequence[str], size: 
         y[len(kept)] = list(classes).index(label)
         kept.append(i)
     return x[:len(kept)], y[:len(kept)], cropped, kept
+
+
+def list_class_files(data_dir: Path, classes: Sequence[str]) -> dict[str, list[Path]]:
+    """Image files per class folder; raises :class:`DataError` for a missing or empty class folder."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: no such folder; expected a folder with one sub-folder per class "
+                        f"({', '.join(classes)}).")
+    out = {}
+    for c in classes:
+        folder = data_dir / c
+        if not folder.is_dir():
+            present = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
+            raise DataError(f"{data_dir}: class folder '{c}/' is missing (found: {present or 'no folders'}); "
+                            f"expected one folder per class: {', '.join(classes)}.")
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p))
+        if not files:
+            raise DataError(f"{folder}: class folder has no images (.jpg, .png, ...); add images or remove the class.")
+        out[c] = files
+    return out
+
+
+def load_split_file(path: Path, root: Path | None = None) -> list[tuple[str, Path]]:
+    """Read a ``label<TAB>path`` list written by :func:`save_split`; relative paths are joined to ``root``."""
+    out = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        if "\t" not in line:
+            raise DataError(f"{path}:{n}: expected 'label<TAB>path', got {line[:60]!r}")
+        label, p = line.split("\t", 1)
+        q = Path(p)
+        out.append((label, q if q.is_absolute() or root is None else Path(root) / q))
+    return out

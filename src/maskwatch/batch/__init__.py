@@ -171,7 +171,7 @@ def run(
     Raises:
         InputError: bad inputs or output folder; DependencyError: Ray is not installed.
     """
-    from maskwatch import __version__
+    from maskwatch._version import __version__
     from maskwatch.batch.inputs import resolve_inputs
     from maskwatch.batch.output import Done, OutputDir
     from maskwatch.batch.worker import EngineConfig

@@ -39,10 +39,8 @@ def evaluate_crops(model_path, data: Path, split_file: Path | None, run_dir: Pat
     :meth:`~maskwatch.classify.model.MaskClassifier.predict_batch`).
     """
     from maskwatch.classify.model import MaskClassifier
-    from maskwatch.data import face_cropper, load_crops
+    from maskwatch.data import face_cropper, list_class_files, load_crops, load_split_file
     from maskwatch.io.images import decode_image
-    from maskwatch.train.audit import list_class_files
-    from maskwatch.train.split import load_split_file
 
     clf = MaskClassifier(model_path)
     classes = clf.classes

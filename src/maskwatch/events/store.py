@@ -169,7 +169,7 @@ class EventLog:
 
     def __init__(self, path: str | Path, command: str = "", retention_days: float | None = None,
                  max_queue: int = 100_000) -> None:
-        from maskwatch import __version__
+        from maskwatch._version import __version__
 
         self.path = Path(path)
         con = connect(self.path)  # errors here, in the caller's thread, before anything runs

@@ -21,8 +21,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from maskwatch.errors import DataError, MaskwatchError
-from maskwatch.io.images import decode_image, is_image_path
+from maskwatch.data import list_class_files  # noqa: F401 - its home is maskwatch.data
+from maskwatch.errors import MaskwatchError
+from maskwatch.io.images import decode_image
 
 log = logging.getLogger(__name__)
 
@@ -122,26 +123,6 @@ def _near_pairs(hashes: np.ndarray, max_bits: int) -> list[tuple[int, int]]:
         for j in np.nonzero(dist <= max_bits)[0]:
             pairs.append((i, i + 1 + int(j)))
     return pairs
-
-
-def list_class_files(data_dir: Path, classes: Sequence[str]) -> dict[str, list[Path]]:
-    """Image files per class folder; raises :class:`DataError` for a missing or empty class folder."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise DataError(f"{data_dir}: no such folder; expected a folder with one sub-folder per class "
-                        f"({', '.join(classes)}).")
-    out = {}
-    for c in classes:
-        folder = data_dir / c
-        if not folder.is_dir():
-            present = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
-            raise DataError(f"{data_dir}: class folder '{c}/' is missing (found: {present or 'no folders'}); "
-                            f"expected one folder per class: {', '.join(classes)}.")
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p))
-        if not files:
-            raise DataError(f"{folder}: class folder has no images (.jpg, .png, ...); add images or remove the class.")
-        out[c] = files
-    return out
 
 
 def audit_dataset(

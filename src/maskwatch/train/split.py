@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from maskwatch.data import load_split_file  # noqa: F401 - its home is maskwatch.data
 from maskwatch.errors import DataError
 from maskwatch.train.audit import Sample
 
@@ -68,20 +69,6 @@ def save_split(split: dict[str, list[Sample]], folder: Path, root: Path | None =
     for name, members in split.items():
         lines = [f"{s.label}\t{_rel(s.path, root)}" for s in sorted(members, key=lambda s: str(s.path))]
         (folder / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-
-
-def load_split_file(path: Path, root: Path | None = None) -> list[tuple[str, Path]]:
-    """Read a ``label<TAB>path`` list written by :func:`save_split`; relative paths are joined to ``root``."""
-    out = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        if "\t" not in line:
-            raise DataError(f"{path}:{n}: expected 'label<TAB>path', got {line[:60]!r}")
-        label, p = line.split("\t", 1)
-        q = Path(p)
-        out.append((label, q if q.is_absolute() or root is None else Path(root) / q))
-    return out
 
 
 def split_scene_images(images: Sequence, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,

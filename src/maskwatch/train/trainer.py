@@ -20,15 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from maskwatch import __version__
-from maskwatch.data import face_cropper, load_crops
+from maskwatch._version import __version__
+from maskwatch.data import face_cropper, list_class_files, load_crops, load_split_file
 from maskwatch.errors import DataError, MaskwatchError
 from maskwatch.evaluate.classification import classification_metrics, save_gallery, write_report
 from maskwatch.io.images import decode_image
 from maskwatch.runs import new_run_dir
-from maskwatch.train.audit import DEFAULT_CLASSES, audit_dataset, list_class_files
+from maskwatch.train.audit import DEFAULT_CLASSES, audit_dataset
 from maskwatch.train.recipe import Recipe
-from maskwatch.train.split import SPLITS, load_split_file, save_split, split_samples
+from maskwatch.train.split import SPLITS, save_split, split_samples
 
 #: Classes a scene dataset may add to a crop dataset's two (in this output order).
 EXTRA_CLASSES = ("mask_incorrect",)
