@@ -326,3 +326,66 @@ def test_an_actor_killed_mid_run_loses_and_duplicates_nothing(tmp_path, ray_loca
     got = frames_from_output(tmp_path / "out")
     expected = {(str(folder / p.name), None): engine.detect_file(folder / p.name).to_dict() for p in photos}
     assert got == expected
+
+
+@needs_shared
+@pytest.mark.ray
+def test_detect_batch_and_the_http_api_give_the_same_counts_per_label(tmp_path, ray_local, model_path, engine):
+    """One summary: the same 40 photos through detect --json, batch (Parquet) and POST /v1/detect, mirror on
+    everywhere, give identical per-label counts (uncertain included), and each front's counts add up."""
+    from maskwatch.batch import run
+    from maskwatch.summary import count_labels
+
+    pytest.importorskip("fastapi", reason="needs the serve extra")
+    from fastapi.testclient import TestClient
+
+    from maskwatch.server.app import ServerSettings, create_app
+
+    photos = [str(p) for p in scene_photos(40)]
+    detect_json = tmp_path / "detect.jsonl"
+    proc = run_cli("detect", *photos, "-m", str(model_path), "--mirror", "--json", str(detect_json))
+    assert proc.returncode == 0, proc.stderr
+    classes = engine.classes
+    by_detect = {d["source"]: count_labels(d["faces"], classes)
+                 for d in map(json.loads, detect_json.read_text().splitlines())}
+
+    run(photos, tmp_path / "out", workers=2, model=model_path)
+    keys = [*classes, "uncertain"]
+    by_batch = {r["source"]: {k: r[f"n_{k}"] for k in keys} for r in read_table(tmp_path / "out", "sources")}
+    for r in read_table(tmp_path / "out", "sources"):
+        assert sum(r[f"n_{k}"] for k in keys) == r["faces"]
+
+    by_api = {}
+    app = create_app(ServerSettings(workers=1, mirror_photos=True), engine=engine)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        for p in photos:
+            with open(p, "rb") as fh:
+                resp = client.post("/v1/detect", files={"file": (Path(p).name, fh, "image/jpeg")})
+            assert resp.status_code == 200, resp.text
+            h = resp.headers
+            counts = {"with_mask": int(h["X-Faces-With-Mask"]), "without_mask": int(h["X-Faces-Without-Mask"]),
+                      "mask_incorrect": int(h["X-Faces-Mask-Incorrect"]), "uncertain": int(h["X-Faces-Uncertain"])}
+            assert sum(counts.values()) == int(h["X-Faces-Total"]) == len(resp.json()["faces"])
+            by_api[p] = {k: counts.get(k, 0) for k in keys}
+    assert by_detect == by_batch == by_api
+    assert sum(c["uncertain"] for c in by_detect.values()) >= 0
+    assert sum(sum(c.values()) for c in by_detect.values()) > 40  # crowds: faces were found
+
+
+@needs_shared
+@pytest.mark.ray
+def test_batch_uses_the_face_backend_it_is_given(tmp_path, ray_local, model_path):
+    """batch --detector centerface used to run yuface silently; now every front builds faces from the registry."""
+    from maskwatch.batch import run
+
+    photos = [str(p) for p in scene_photos(6)]
+    detect_json = tmp_path / "detect.jsonl"
+    proc = run_cli("detect", *photos, "-m", str(model_path), "--detector", "centerface", "--json", str(detect_json))
+    assert proc.returncode == 0, proc.stderr
+    expected = {d["source"]: [f["box"] for f in d["faces"]]
+                for d in map(json.loads, detect_json.read_text().splitlines())}
+    summary = run(photos, tmp_path / "out", workers=1, model=model_path, detector="centerface")
+    assert summary.failed == 0
+    got = {src: [f["box"] for f in d["faces"]] for (src, _), d in frames_from_output(tmp_path / "out").items()}
+    assert got == expected
+    assert json.loads((tmp_path / "out" / "_settings.json").read_text())["detector"] == "centerface"
