@@ -342,25 +342,13 @@ def run(
     bar = tqdm(unit="frame", disable=not progress, leave=False, file=sys.stderr)
     stop = stop if stop is not None else threading.Event()
     t0 = time.perf_counter()
-    error: BaseException | None = None
     signals = _Signals(stop)
     if handle_signals:
         signals.__enter__()  # kept until every sink is closed: a signal while closing only asks to stop
+    error: BaseException | None = None
     try:
-        stream = drive(loop, resolved, vid_stride=vid_stride, on_error=skipped if skip_bad_inputs else None,
-                       stop=stop, start=start_frame, end=end_frame)
-        try:
-            while True:
-                try:
-                    next(stream)
-                except StopIteration:
-                    break
-                except StopRun:
-                    summary.stopped_by_sink = True
-                    stop.set()
-                bar.update()
-        finally:
-            stream.close()
+        _consume(drive(loop, resolved, vid_stride=vid_stride, on_error=skipped if skip_bad_inputs else None,
+                       stop=stop, start=start_frame, end=end_frame), summary, stop, bar)
     except BaseException as exc:
         error = exc
         raise
@@ -369,17 +357,37 @@ def run(
             bar.close()
             summary.elapsed_s = time.perf_counter() - t0
             summary.signal = signals.received
-            summary.frames = loop.frames
-            if error is None:
-                try:
-                    loop.end_source()  # the last frame, with its track_ended events
-                except StopRun:
-                    summary.stopped_by_sink = True
-                summary.frames = loop.frames
-            close_error = loop.sinks.end(summary if error is None else None, error)
+            close_error = _end(loop, summary, error)
         finally:
             if handle_signals:
                 signals.__exit__(None, None, None)
         if close_error is not None and error is None:
             raise close_error
     return summary
+
+
+def _consume(stream: Iterator[FrameResult], summary: RunSummary, stop: threading.Event, bar) -> None:
+    """Run ``stream`` to its end; a sink's :class:`StopRun` ends it cleanly after the frame in hand."""
+    try:
+        while True:
+            try:
+                next(stream)
+            except StopIteration:
+                return
+            except StopRun:
+                summary.stopped_by_sink = True
+                stop.set()
+            bar.update()
+    finally:
+        stream.close()
+
+
+def _end(loop: FrameLoop, summary: RunSummary, error: BaseException | None) -> BaseException | None:
+    """The last frame (with its ``track_ended`` events) unless the run failed, then every sink's end."""
+    if error is None:
+        try:
+            loop.end_source()
+        except StopRun:
+            summary.stopped_by_sink = True
+    summary.frames = loop.frames
+    return loop.sinks.end(summary if error is None else None, error)

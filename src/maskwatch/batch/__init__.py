@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maskwatch._version import __version__
 from maskwatch.errors import DependencyError, InputError
 from maskwatch.faces.models import sha256_file
 from maskwatch.summary import count_keys, count_labels
@@ -171,50 +172,19 @@ def run(
     Raises:
         InputError: bad inputs or output folder; DependencyError: Ray is not installed.
     """
-    from maskwatch._version import __version__
     from maskwatch.batch.inputs import resolve_inputs
     from maskwatch.batch.output import Done, OutputDir
-    from maskwatch.batch.worker import EngineConfig
-    from maskwatch.classify.model import MaskClassifier
-    from maskwatch.faces.base import DetectorSettings
-    from maskwatch.faces.registry import create_face_detector
-    from maskwatch.spec import EngineSpec
-
     require_ray()
     t_start, cpu_start = time.perf_counter(), time.process_time()
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
     if chunk_seconds <= 0 or max_chunks < 1:
         raise InputError(f"chunks must be > 0 s and at least 1 per video, got {chunk_seconds} s and {max_chunks}")
-    changes = {k: v for k, v in dict(model=model, detector=detector, detector_model=detector_model,
-                                     reclassify_every=reclassify_every).items() if v is not None}
-    if settings is not None:
-        changes.update(face_threshold=settings.score_threshold, nms_threshold=settings.nms_threshold,
-                       detect_size=settings.detect_size, video_detect_size=settings.video_detect_size,
-                       min_face=settings.min_face, box_scale=tuple(settings.box_scale),
-                       box_shift=tuple(settings.box_shift))
-    spec = (spec or EngineSpec()).replace(**changes)
+    spec = _spec_of(spec, model=model, detector=detector, detector_model=detector_model, settings=settings,
+                    reclassify_every=reclassify_every)
     items = resolve_inputs([str(i) for i in inputs])
-    classifier = MaskClassifier(spec.model)
+    config, classifier, run_settings = _engine_config(spec, chunk_seconds, max_chunks)
     classes = classifier.classes
-    # The driver builds the face stage once, as every actor will (the same registry), so that a
-    # missing file fails here in one line and the run records the backend and file it really used.
-    face = create_face_detector(spec.detector, spec.detector_model, DetectorSettings.from_spec(spec))
-    face_file = getattr(face, "model_path", None)
-    if face_file is not None and spec.detector in ("auto", "yunet"):
-        spec = spec.replace(detector_model=str(face_file))  # every actor loads this very file
-    # The bundled model is named by None so that each node loads its own installed copy; a model file
-    # given by the user, and the face-detector file, must exist at the same path on every node.
-    spec = spec.replace(model=None if spec.model is None else str(classifier.path), threads=1)
-    config = EngineConfig(spec=spec.to_dict())
-    run_settings = {
-        "maskwatch": __version__, "model": classifier.info.name, "model_sha256": sha256_file(classifier.path),
-        "classes": list(classes), "detector": face.name,
-        "detector_sha256": None if face_file is None else sha256_file(Path(face_file)),
-        "detector_settings": {k: v for k, v in spec.to_dict().items() if k not in ("model", "threads")},
-        "reclassify_every": spec.reclassify_every,
-        "chunk_seconds": float(chunk_seconds), "max_chunks": int(max_chunks),
-    }
     out = OutputDir(str(output), classes, run_settings)
     out.open()
     started_ray = False
@@ -239,57 +209,17 @@ def run(
         else:
             rows = iter(())
         t_work = time.perf_counter()  # labelling time: from a running Ray to the last commit
-        by_source = {i.source: i for i in todo}
-        pending_chunks: dict[str, dict[int, dict]] = {}
-        seen_units: set[str] = set()
-        last_commit = time.perf_counter()
-
-        def commit() -> None:
-            nonlocal ready, last_commit
-            if not ready:
-                return
-            out.commit(ready)
-            failures = []
-            for d in ready:
-                s = d.source
-                summary.images += s["kind"] == "image"
-                summary.videos += s["kind"] == "video"
-                summary.frames += int(s["frames"] or 0)
-                summary.faces += int(s["faces"] or 0)
-                for c in count_keys(classes):
-                    labels[c] += int(s.get(f"n_{c}") or 0)
-                if s["status"] != "ok":
-                    summary.failed += 1
-                    failures.append({"source": s["source"], "kind": s["kind"], "error": s["error"],
-                                     "run_id": out.run_id})
-            out.append_failures(failures)
-            summary.labels = dict(labels)
-            ready = []
-            last_commit = time.perf_counter()
-            if on_commit is not None:
-                on_commit(summary)
-
+        collector = _Collector(out, summary, labels, classes, {i.source: i for i in todo}, chunks_of, on_commit)
+        collector.ready = ready
         for row in rows:
-            unit = row["unit"]
-            if unit in seen_units:  # a retried batch delivered twice: keep the first
-                continue
-            seen_units.add(unit)
-            summary.worker_cpu_s += float(row.get("cpu_s") or 0.0)
-            inp = by_source[row["source"]]
-            if row["kind"] == "image":
-                ready.append(_image_done(inp, row, classes, out.run_id))
-            else:
-                parts = pending_chunks.setdefault(inp.source, {})
-                parts[int(row["chunk"])] = row
-                if len(parts) == chunks_of[inp.source]:
-                    ready.append(_stitch(inp, [parts[k] for k in sorted(parts)], classes, out.run_id))
-                    del pending_chunks[inp.source]
-            if len(ready) >= part_inputs or (ready and time.perf_counter() - last_commit >= part_seconds):
-                commit()
-        commit()
-        if pending_chunks:  # pragma: no cover - Ray delivers every block or raises
-            raise InputError(f"{len(pending_chunks)} video(s) came back incomplete; rerun the same command to "
-                             "finish them.")
+            collector.add(row)
+            if len(collector.ready) >= part_inputs or (
+                    collector.ready and time.perf_counter() - collector.last_commit >= part_seconds):
+                collector.commit()
+        collector.commit()
+        if collector.pending_chunks:  # pragma: no cover - Ray delivers every block or raises
+            raise InputError(f"{len(collector.pending_chunks)} video(s) came back incomplete; rerun the same command "
+                             "to finish them.")
         elapsed = time.perf_counter() - t_work
         summary.failed_total = out.rebuild_failures()
         summary.wall_s = round(time.perf_counter() - t_start, 3)
@@ -312,6 +242,103 @@ def run(
 
             ray.shutdown()
     return summary
+
+
+def _spec_of(spec, *, model, detector, detector_model, settings, reclassify_every):
+    """``spec`` (default: the defaults) changed by the single-field arguments of :func:`run`."""
+    from maskwatch.spec import EngineSpec
+
+    changes = {k: v for k, v in dict(model=model, detector=detector, detector_model=detector_model,
+                                     reclassify_every=reclassify_every).items() if v is not None}
+    if settings is not None:
+        changes.update(face_threshold=settings.score_threshold, nms_threshold=settings.nms_threshold,
+                       detect_size=settings.detect_size, video_detect_size=settings.video_detect_size,
+                       min_face=settings.min_face, box_scale=tuple(settings.box_scale),
+                       box_shift=tuple(settings.box_shift))
+    return (spec or EngineSpec()).replace(**changes)
+
+
+def _engine_config(spec, chunk_seconds: float, max_chunks: int):
+    """What every actor builds (the spec, files pinned), the driver's classifier, and the run's settings record.
+
+    The driver builds the face stage once, as every actor will (the same registry), so that a missing
+    file fails here in one line and the run records the backend and file it really used.
+    """
+    from maskwatch.batch.worker import EngineConfig
+    from maskwatch.classify.model import MaskClassifier
+    from maskwatch.faces.base import DetectorSettings
+    from maskwatch.faces.registry import create_face_detector
+
+    classifier = MaskClassifier(spec.model)
+    face = create_face_detector(spec.detector, spec.detector_model, DetectorSettings.from_spec(spec))
+    face_file = getattr(face, "model_path", None)
+    if face_file is not None and spec.detector in ("auto", "yunet"):
+        spec = spec.replace(detector_model=str(face_file))  # every actor loads this very file
+    # The bundled model is named by None so that each node loads its own installed copy; a model file
+    # given by the user, and the face-detector file, must exist at the same path on every node.
+    spec = spec.replace(model=None if spec.model is None else str(classifier.path), threads=1)
+    run_settings = {
+        "maskwatch": __version__, "model": classifier.info.name, "model_sha256": sha256_file(classifier.path),
+        "classes": list(classifier.classes), "detector": face.name,
+        "detector_sha256": None if face_file is None else sha256_file(Path(face_file)),
+        "detector_settings": {k: v for k, v in spec.to_dict().items() if k not in ("model", "threads")},
+        "reclassify_every": spec.reclassify_every,
+        "chunk_seconds": float(chunk_seconds), "max_chunks": int(max_chunks),
+    }
+    return EngineConfig(spec=spec.to_dict()), classifier, run_settings
+
+
+class _Collector:
+    """Turns the actors' rows into finished inputs (stitching video chunks) and commits them in parts."""
+
+    def __init__(self, out, summary: BatchSummary, labels: Counter, classes, by_source, chunks_of, on_commit) -> None:
+        self.out, self.summary, self.labels, self.classes = out, summary, labels, classes
+        self.by_source, self.chunks_of, self.on_commit = by_source, chunks_of, on_commit
+        self.ready: list = []
+        self.pending_chunks: dict[str, dict[int, dict]] = {}
+        self.seen_units: set[str] = set()
+        self.last_commit = time.perf_counter()
+
+    def add(self, row: dict) -> None:
+        unit = row["unit"]
+        if unit in self.seen_units:  # a retried batch delivered twice: keep the first
+            return
+        self.seen_units.add(unit)
+        self.summary.worker_cpu_s += float(row.get("cpu_s") or 0.0)
+        inp = self.by_source[row["source"]]
+        if row["kind"] == "image":
+            self.ready.append(_image_done(inp, row, self.classes, self.out.run_id))
+            return
+        parts = self.pending_chunks.setdefault(inp.source, {})
+        parts[int(row["chunk"])] = row
+        if len(parts) == self.chunks_of[inp.source]:
+            self.ready.append(_stitch(inp, [parts[k] for k in sorted(parts)], self.classes, self.out.run_id))
+            del self.pending_chunks[inp.source]
+
+    def commit(self) -> None:
+        if not self.ready:
+            return
+        self.out.commit(self.ready)
+        failures = []
+        summary = self.summary
+        for d in self.ready:
+            s = d.source
+            summary.images += s["kind"] == "image"
+            summary.videos += s["kind"] == "video"
+            summary.frames += int(s["frames"] or 0)
+            summary.faces += int(s["faces"] or 0)
+            for c in count_keys(self.classes):
+                self.labels[c] += int(s.get(f"n_{c}") or 0)
+            if s["status"] != "ok":
+                summary.failed += 1
+                failures.append({"source": s["source"], "kind": s["kind"], "error": s["error"],
+                                 "run_id": self.out.run_id})
+        self.out.append_failures(failures)
+        summary.labels = dict(self.labels)
+        self.ready = []
+        self.last_commit = time.perf_counter()
+        if self.on_commit is not None:
+            self.on_commit(summary)
 
 
 def _cluster_cpus() -> int:
