@@ -19,9 +19,12 @@ from maskwatch._version import __version__
 from maskwatch.defaults import MAX_UPLOAD_MB
 from maskwatch.errors import InputError, MaskwatchError
 from maskwatch.options import spec_from_options, spec_options
+from maskwatch.privacy import BLUR_CHOICES
 from maskwatch.sinks.base import Sink
 from maskwatch.spec import EngineSpec
 from maskwatch.summary import UNCERTAIN, Summary, count_labels
+from maskwatch.track import EVENT_KINDS
+from maskwatch.train.recipe import PRESETS  # plain settings, no TensorFlow
 from maskwatch.wording import count
 
 log = logging.getLogger("maskwatch")
@@ -103,7 +106,7 @@ class _ImageLines(Sink):
 @click.option("--vid-stride", type=click.IntRange(1), default=1, show_default=True, help="Use every N-th video frame.")
 @spec_options("tracking", "mirror")
 @click.option("--no-track", is_flag=True, help="Classify every face in every video frame independently.")
-@click.option("--blur", type=click.Choice(["none", "all", "without_mask", "with_mask"]), default="none",
+@click.option("--blur", type=click.Choice(BLUR_CHOICES), default="none",
               show_default=True, help="Blur these faces in saved images and videos.")
 @click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
               help="Record face tracks and their events in this SQLite event log (created or appended to).")
@@ -202,7 +205,7 @@ def detect(sources, json_path, csv_path, save, project, name, show, vid_stride, 
 @click.option("--since", default=None,
               help="Only events at or after this UTC time (2026-05-01T08:00) or age (30m, 2h, 7d).")
 @click.option("--source", default=None, help="Only this source (a path, URL or camera:N; a part of one matches).")
-@click.option("--kind", type=click.Choice(["track_started", "label_changed", "unmasked_alert", "track_ended"]),
+@click.option("--kind", type=click.Choice(EVENT_KINDS),
               default=None, help="Only events of this kind.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most N events (oldest first).")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines, one event per line.")
@@ -287,7 +290,7 @@ def classify(inputs, model, json_path, csv_path, batch_size, **options) -> None:
 
 @cli.command()
 @click.argument("data_dir", type=click.Path(path_type=Path))
-@click.option("--recipe", type=click.Choice(["default", "article"]), default="default", show_default=True,
+@click.option("--recipe", type=click.Choice(tuple(PRESETS)), default="default", show_default=True,
               help="default: article + low-res/brightness augmentation on detector-cropped faces; "
                    "article: the tutorial's recipe as published.")
 @click.option("--epochs", type=click.IntRange(1), default=None)

@@ -184,7 +184,7 @@ class MaskDetector:
         tracks go through the classifier; each face then carries its track's label and recent
         (exponentially averaged) probabilities, and the result's ``events`` what happened to tracks.
         """
-        image_bgr = as_bgr_uint8(image_bgr, max_pixels=self.max_pixels)
+        image_bgr = as_bgr_uint8(image_bgr)
         t0 = time.perf_counter()
         boxes = self.find_faces(image_bgr, video=tracker is not None)
         detect_ms = (time.perf_counter() - t0) * 1e3
@@ -193,7 +193,7 @@ class MaskDetector:
 
     def find_faces(self, image_bgr: np.ndarray, video: bool = False) -> FaceBoxes:
         """Stage 1: face boxes in one BGR ``uint8`` image (``video``: at the video detection size)."""
-        image_bgr = as_bgr_uint8(image_bgr, max_pixels=self.max_pixels)
+        image_bgr = as_bgr_uint8(image_bgr)
         return (self.video_face_detector if video else self.face_detector).detect(image_bgr)
 
     def label_faces(
