@@ -682,18 +682,24 @@ def test_oversized_upload_gets_its_413_under_urllib_too(engine):
         conn.close()
 
 
-def test_503_with_retry_after_when_the_queue_is_full(engine, gray_jpeg):
+def test_503_with_retry_after_when_the_queue_is_full(engine, gray_jpeg, monkeypatch):
     with LiveServer(create_app(ServerSettings(workers=1, max_queue=1), engine=engine)) as srv:
-        # Two slow uploads hold the one worker's place and the one queue place.
-        slow = [start_upload(srv.port, declared=200_000, first=b"\xff\xd8\xff") for _ in range(2)]
+        # Two requests whose bodies have arrived hold the one worker and the one queue place.
+        gate = threading.Event()
+        real_detect = MaskDetector.detect
+        monkeypatch.setattr(MaskDetector, "detect", lambda self, *a, **k: (gate.wait(30), real_detect(self, *a, **k))[1])
+        held = [threading.Thread(target=post, args=(srv.port, gray_jpeg)) for _ in range(2)]
+        for t in held:
+            t.start()
         wait_until(lambda: srv.pool.active == 2)
         status, headers, body = post(srv.port, gray_jpeg)
         assert status == 503, body
         assert headers["retry-after"] == "1"
         detail = json.loads(body)["detail"]
         assert "busy" in detail and "retry" in detail.lower()
-        for s in slow:
-            s.close()
+        gate.set()
+        for t in held:
+            t.join(30)
         wait_until(lambda: srv.pool.active == 0)
         assert post(srv.port, gray_jpeg)[0] == 200
 
@@ -705,7 +711,7 @@ def test_408_when_the_upload_stalls(engine):
         s.close()
         assert status == 408, raw
         assert b"did not arrive within 1 s" in raw
-        wait_until(lambda: srv.pool.active == 0)
+        wait_until(lambda: srv.pool.uploads.active == 0)
 
 
 def test_abandoned_requests_are_dropped_not_processed(engine, gray_jpeg, monkeypatch):
@@ -741,9 +747,9 @@ def test_client_that_disconnects_mid_upload_logs_one_quiet_line_at_most(engine, 
     with caplog.at_level(logging.DEBUG):
         with LiveServer(create_app(ServerSettings(workers=1), engine=engine)) as srv:
             s = start_upload(srv.port, declared=100_000, first=b"\xff\xd8\xff" + b"\x00" * 1000)
-            wait_until(lambda: srv.pool.active == 1)
+            wait_until(lambda: srv.pool.uploads.active == 1)
             s.close()
-            wait_until(lambda: srv.pool.active == 0)
+            wait_until(lambda: srv.pool.uploads.active == 0)
             time.sleep(0.3)
     records = [r for r in caplog.records if r.name.startswith(("maskwatch", "uvicorn"))]
     loud = [r.getMessage() for r in records if r.levelno >= logging.WARNING or r.exc_info]

@@ -54,6 +54,7 @@ from maskwatch.faces.detector import DETECTOR_BACKENDS, DetectorSettings
 from maskwatch.io.images import ImageInfo, decode_image_with_size, encode_image, probe_image
 from maskwatch.results import FrameResult
 from maskwatch.server import is_loopback
+from maskwatch.server.admission import UploadSlots, client_key
 from maskwatch.server.guard import RequestGuard
 from maskwatch.server.jobs import router as jobs_router
 from maskwatch.server.live import router as live_router
@@ -108,8 +109,11 @@ class ServerSettings:
             before decoding) of all its images added up, 413 above; the decompression-bomb guard and
             the bound on a request's memory (``MASKWATCH_MAX_PIXELS``).
         workers: images processed at once; they share one classifier (``MASKWATCH_WORKERS``).
-        max_queue: requests that may wait for a worker (uploading or queued) beyond the ``workers``
+        max_queue: requests whose body has arrived that may wait for a worker beyond the ``workers``
             being processed; more get 503 with ``Retry-After`` (``MASKWATCH_MAX_QUEUE``).
+        max_uploads / max_uploads_per_client: request bodies that may be arriving at once, overall and
+            from one client address; more get 503 (``MASKWATCH_MAX_UPLOADS``,
+            ``MASKWATCH_MAX_UPLOADS_PER_CLIENT``). Slow uploads hold these, never a queue place.
         upload_timeout_s: seconds a request body may take to arrive, 408 after
             (``MASKWATCH_UPLOAD_TIMEOUT``).
         live_detect_size: face-detection size (long side, px) for ``?live=true`` video frames
@@ -131,6 +135,8 @@ class ServerSettings:
     max_pixels: int = 50_000_000
     workers: int = max(1, min(2, os.cpu_count() or 1))
     max_queue: int = 32
+    max_uploads: int = 64
+    max_uploads_per_client: int = 8
     upload_timeout_s: float = 30.0
     live_detect_size: int = 480
     max_crops: int = 64
@@ -149,6 +155,8 @@ class ServerSettings:
             raise InputError(f"workers must be between 1 and 64, got {self.workers}")
         if self.max_queue < 0:
             raise InputError(f"the queue limit must be >= 0, got {self.max_queue}")
+        if self.max_uploads < 1 or self.max_uploads_per_client < 1:
+            raise InputError(f"the upload limits must be >= 1, got {self.max_uploads} and {self.max_uploads_per_client}")
         if self.upload_timeout_s <= 0:
             raise InputError(f"the upload timeout must be > 0 s, got {self.upload_timeout_s}")
         if not 64 <= self.live_detect_size <= 4096:
@@ -181,6 +189,9 @@ class ServerSettings:
             "max_pixels": _env_number(env, "MASKWATCH_MAX_PIXELS", int, d["max_pixels"].default),
             "workers": _env_number(env, "MASKWATCH_WORKERS", int, d["workers"].default),
             "max_queue": _env_number(env, "MASKWATCH_MAX_QUEUE", int, d["max_queue"].default),
+            "max_uploads": _env_number(env, "MASKWATCH_MAX_UPLOADS", int, d["max_uploads"].default),
+            "max_uploads_per_client": _env_number(env, "MASKWATCH_MAX_UPLOADS_PER_CLIENT", int,
+                                                  d["max_uploads_per_client"].default),
             "upload_timeout_s": _env_number(env, "MASKWATCH_UPLOAD_TIMEOUT", float, d["upload_timeout_s"].default),
             "live_detect_size": _env_number(env, "MASKWATCH_LIVE_DETECT_SIZE", int, d["live_detect_size"].default),
             "max_crops": _env_number(env, "MASKWATCH_MAX_CROPS", int, d["max_crops"].default),
@@ -251,7 +262,10 @@ class EnginePool:
             for i in range(settings.workers)
         ]
         self._queue: asyncio.Queue[_Worker] | None = None
-        #: requests admitted now (uploading, waiting for a worker or being processed)
+        #: bodies arriving now (a slow client holds one of these, not a place in the queue)
+        self.uploads = UploadSlots(settings.max_uploads, settings.max_uploads_per_client,
+                                   settings.max_upload_bytes * (settings.workers + settings.max_queue))
+        #: requests admitted now (body arrived: waiting for a worker or being processed)
         self.active = 0
         self.max_active = settings.workers + settings.max_queue
         #: requests refused because the queue was full / dropped because their client had gone
@@ -276,11 +290,12 @@ class EnginePool:
 
     @contextlib.contextmanager
     def admit(self):  # type: ignore[no-untyped-def]
-        """Count a request in for its whole life; 503 (``Retry-After``) when ``workers + max_queue`` are in."""
+        """Count a request whose body has arrived in until it is answered; 503 (``Retry-After``) when
+        ``workers + max_queue`` are in."""
         if self.active >= self.max_active:
             self.refused += 1
             raise UploadError(
-                503, f"the server is busy: {self.active} requests are being uploaded, queued or processed, the "
+                503, f"the server is busy: {self.active} requests are queued or being processed, the "
                 f"limit is {self.max_active} ({self.size} workers + a queue of {self.settings.max_queue}); "
                 "retry in a moment (see Retry-After) or raise MASKWATCH_MAX_QUEUE / MASKWATCH_WORKERS.",
                 headers={"Retry-After": "1"},
@@ -290,6 +305,13 @@ class EnginePool:
             yield
         finally:
             self.active -= 1
+
+    async def receive(self, request: Request, *, max_parts: int = 256, limit: int | None = None) -> list[Upload]:
+        """The request's uploads, read while it holds an upload slot (:class:`UploadSlots`), not a queue place."""
+        s = self.settings
+        with self.uploads.hold(client_key(request.scope.get("client"))) as ticket:
+            return await read_uploads(request, s.max_upload_bytes if limit is None else limit, max_parts=max_parts,
+                                      timeout_s=s.upload_timeout_s, on_chunk=ticket.take)
 
     async def run(self, fn: Callable[[_Worker], T], request: Request | None = None) -> T:
         """Run ``fn(worker)`` on a free worker's thread.
@@ -620,8 +642,9 @@ async def detect(
 ) -> Response:
     settings = _settings(request)
     pool = _pool(request)
+    uploads = await pool.receive(request)
     with pool.admit():
-        upload = _one_upload(await read_uploads(request, settings.max_upload_bytes, timeout_s=settings.upload_timeout_s))
+        upload = _one_upload(uploads)
         require_image(upload)
         source = upload.filename or "<upload>"
         (info,) = _within_budget([upload], [source], settings)
@@ -673,10 +696,8 @@ async def detect(
 async def classify(request: Request) -> Response:
     settings = _settings(request)
     pool = _pool(request)
+    uploads = await pool.receive(request, max_parts=settings.max_crops + 16)
     with pool.admit():
-        uploads = await read_uploads(
-            request, settings.max_upload_bytes, max_parts=settings.max_crops + 16, timeout_s=settings.upload_timeout_s
-        )
         if len(uploads) > settings.max_crops:
             raise UploadError(
                 413, f"{len(uploads)} crops in one request is over the limit of {settings.max_crops}; "

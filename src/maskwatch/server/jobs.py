@@ -163,6 +163,7 @@ class JobManager:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._closed = False
+        self._uploading = 0  # uploads arriving now: they hold a place in the job queue
         self._thread = threading.Thread(target=self._work, name="maskwatch-jobs", daemon=True)
         self._thread.start()
 
@@ -218,14 +219,28 @@ class JobManager:
             check_blur(blur)
         except MaskwatchError as exc:
             raise JobError(422, str(exc)) from None
-        if self.active() >= self.settings.max_jobs:
-            raise JobError(503, f"{self.settings.max_jobs} video jobs are already waiting or running; try again "
-                                "in a minute.", {"Retry-After": "30"})
         limit = int(self.settings.max_video_mb * MB)
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise JobError(413, f"the video is {int(declared) / MB:.1f} MB; videos up to "
                                 f"{self.settings.max_video_mb:g} MB are accepted. Cut or compress it first.")
+        with self._lock:  # a place in the job queue is taken before any byte is stored
+            if self.active() + self._uploading >= self.settings.max_jobs:
+                raise JobError(503, f"{self.settings.max_jobs} video jobs are already uploading, waiting or running; "
+                                    "try again in a minute.", {"Retry-After": "30"})
+            self._uploading += 1
+        try:
+            job = await self._receive(request, name, blur, limit)
+        finally:
+            with self._lock:
+                self._uploading -= 1
+        with self._wake:
+            self.jobs[job.id] = job
+            self._wake.notify()
+        return job
+
+    async def _receive(self, request: Request, name: str, blur: str, limit: int) -> Job:
+        """Store the upload in a new job folder, check it is a video within the limits; the job (not queued)."""
         job_id = uuid.uuid4().hex[:12]
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name or "video").name)[:80] or "video"
         folder = self.root / job_id
@@ -264,15 +279,7 @@ class JobManager:
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        job = Job(job_id, safe, folder, blur=blur, total_frames=total, fps=fps, duration_s=duration, upload=upload)
-        with self._wake:
-            if self.active() >= self.settings.max_jobs:
-                shutil.rmtree(folder, ignore_errors=True)
-                raise JobError(503, "the job queue filled up while the video was uploading; try again in a minute.",
-                               {"Retry-After": "30"})
-            self.jobs[job_id] = job
-            self._wake.notify()
-        return job
+        return Job(job_id, safe, folder, blur=blur, total_frames=total, fps=fps, duration_s=duration, upload=upload)
 
     @staticmethod
     def _probe(path: Path) -> tuple[int | None, float | None, float | None]:

@@ -141,13 +141,12 @@ def _sessions(request: Request) -> LiveSessions:
 async def live_frame(request: Request, session: str = Query(..., pattern=SESSION_PATTERN,
                                                              description="the browser's session id (8-64 of A-Z a-z 0-9 _ -)")):
     from maskwatch.io.images import decode_image
-    from maskwatch.server.uploads import UploadError, read_uploads, require_image
+    from maskwatch.server.uploads import UploadError, require_image
 
     settings = request.app.state.settings
     pool = request.app.state.pool
-    with pool.admit():  # the same bounded queue as /v1/detect (503 when full)
-        uploads = await read_uploads(request, settings.max_upload_bytes,
-                                     timeout_s=getattr(settings, "upload_timeout_s", None))
+    uploads = await pool.receive(request)  # an upload slot while the frame arrives
+    with pool.admit():  # then the same bounded queue as /v1/detect (503 when full)
         if len(uploads) != 1:
             raise UploadError(422, f"send one frame per request to /v1/live, got {len(uploads)} files.")
         upload = uploads[0]

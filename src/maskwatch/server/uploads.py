@@ -9,6 +9,7 @@ and only the formats maskwatch decodes (:data:`maskwatch.io.images.DECODED_FORMA
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -71,13 +72,16 @@ def too_large_detail(size: int | None, limit: int) -> str:
     )
 
 
-async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
+async def read_body(
+    request: Request, limit: int, timeout_s: float | None = None, on_chunk: Callable[[int], None] | None = None
+) -> bytes:
     """Read the whole request body into memory, refusing (413) anything over ``limit`` bytes.
 
     A declared ``Content-Length`` over the limit is refused before any byte is kept (the server's
     drain then reads and discards the rest, so the client sees the answer); a chunked body is counted
     as it arrives and refused as soon as it passes the limit. A body that takes longer than
     ``timeout_s`` seconds to arrive gets 408. A client that disconnects raises :class:`ClientGone`.
+    ``on_chunk(n)`` is called with the size of every piece that arrives (it may raise to refuse).
     """
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -94,7 +98,10 @@ async def read_body(request: Request, limit: int, timeout_s: float | None = None
             message = await request.receive()
             if message["type"] == "http.disconnect":
                 raise ClientGone("the client disconnected during the upload")
-            buf.extend(message.get("body", b""))
+            chunk = message.get("body", b"")
+            if on_chunk is not None and chunk:
+                on_chunk(len(chunk))
+            buf.extend(chunk)
             if len(buf) > limit:
                 raise UploadError(413, too_large_detail(None, limit))
             if not message.get("more_body", False):
@@ -208,7 +215,8 @@ def parse_multipart(body: bytes, content_type: str, max_parts: int = 256) -> lis
 
 
 async def read_uploads(
-    request: Request, limit: int, max_parts: int = 256, timeout_s: float | None = None
+    request: Request, limit: int, max_parts: int = 256, timeout_s: float | None = None,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> list[Upload]:
     """The files in a request: the file parts of a multipart form, or the raw body as one file.
 
@@ -216,7 +224,7 @@ async def read_uploads(
     boundary (after an optional preamble); anything else is taken as the raw bytes of one file,
     whatever its declared type.
     """
-    body = await read_body(request, limit, timeout_s)
+    body = await read_body(request, limit, timeout_s, on_chunk)
     content_type = request.headers.get("content-type", "")
     if content_type.lower().startswith("multipart/"):
         _, params = parse_options_header(content_type)

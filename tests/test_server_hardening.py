@@ -1,0 +1,83 @@
+"""Hardening round 2 (issue 16) on the server: slow clients, frame budgets, live sessions, the jobs folder."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+pytest.importorskip("httpx", reason="httpx is needed by FastAPI's TestClient")
+
+from conftest import write_clip  # noqa: E402
+from maskwatch.server.app import ServerSettings, create_app  # noqa: E402
+from test_server import LiveServer, encode, post, read_response, wait_until  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def gray_jpeg() -> bytes:
+    return encode(np.full((240, 320, 3), 128, np.uint8))
+
+
+def slow_upload(port: int, source: str, declared: int, path: str = "/v1/detect", first: bytes = b"\xff\xd8\xff",
+                ctype: str = "image/jpeg") -> socket.socket:
+    """A client at ``source`` (an address of 127/8) that declares ``declared`` body bytes and sends ``first``."""
+    s = socket.create_connection(("127.0.0.1", port), source_address=(source, 0))
+    s.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
+              % (path.encode(), ctype.encode(), declared) + first)
+    return s
+
+
+# ------------------------------------------------------------------------------------ slow clients
+
+
+def test_slow_clients_hold_upload_slots_not_the_queue(engine, gray_jpeg):
+    """Slow uploads (before: they held every queue place and everyone got 503) leave ordinary requests served."""
+    settings = ServerSettings(workers=1, max_queue=1, max_uploads_per_client=3, upload_timeout_s=30)
+    with LiveServer(create_app(settings, engine=engine)) as srv:
+        slow = [slow_upload(srv.port, "127.0.0.2", 200_000) for _ in range(3)]
+        wait_until(lambda: srv.pool.uploads.active == 3)
+        for _ in range(3):  # another client is answered while the slow ones hold their connections
+            status, _, body = post(srv.port, gray_jpeg)
+            assert status == 200, body
+        # The slow client's fourth upload is refused at once, with what to do.
+        fourth = slow_upload(srv.port, "127.0.0.2", 200_000)
+        status, raw = read_response(fourth)
+        assert status == 503 and b"retry-after: 1" in raw.lower()
+        assert b"from your address" in raw and b"MASKWATCH_MAX_UPLOADS_PER_CLIENT" in raw
+        for s in [*slow, fourth]:
+            s.close()
+        wait_until(lambda: srv.pool.uploads.active == 0)
+
+
+def test_uploads_are_capped_overall(engine, gray_jpeg):
+    with LiveServer(create_app(ServerSettings(workers=1, max_uploads=2), engine=engine)) as srv:
+        slow = [slow_upload(srv.port, f"127.0.0.{i}", 200_000) for i in (2, 3)]
+        wait_until(lambda: srv.pool.uploads.active == 2)
+        status, headers, body = post(srv.port, gray_jpeg)
+        assert status == 503 and headers["retry-after"] == "1" and b"MASKWATCH_MAX_UPLOADS" in body
+        for s in slow:
+            s.close()
+        wait_until(lambda: srv.pool.uploads.active == 0)
+        assert post(srv.port, gray_jpeg)[0] == 200
+
+
+def test_the_job_limit_refuses_before_the_upload_is_stored(engine, tmp_path, monkeypatch):
+    """Before: every upload was written to disk and only then compared with the job limit."""
+    monkeypatch.setenv("MASKWATCH_MAX_JOBS", "1")
+    clip = write_clip(tmp_path / "c.mp4", [np.full((120, 160, 3), 90, np.uint8)] * 5).read_bytes()
+    with LiveServer(create_app(ServerSettings(workers=1), engine=engine)) as srv:
+        first = slow_upload(srv.port, "127.0.0.2", 5_000_000, path="/v1/jobs", first=clip[:64], ctype="video/mp4")
+        wait_until(lambda: getattr(srv.app.state, "jobs", None) is not None and srv.app.state.jobs._uploading == 1)
+        status, headers, body = post(srv.port, clip, path="/v1/jobs")
+        assert status == 503 and headers["retry-after"] == "30", body
+        assert "try again" in json.loads(body)["detail"]
+        folders = list(srv.app.state.jobs.root.iterdir())
+        assert len(folders) == 1  # only the first upload's folder: nothing of the refused one was stored
+        first.close()
+        wait_until(lambda: srv.app.state.jobs._uploading == 0)
+        assert post(srv.port, clip, path="/v1/jobs")[0] == 202
