@@ -28,6 +28,10 @@ like ``serve_load.py``, then runs three phases:
    127.0.0.1 send ordinary photos for ``--slow-duration`` (20) seconds: their answers (all must be
    200) and latency p50 / p95 are reported, with how the slow connections were answered.
 
+4. **Frame budgets** (``--only budgets`` runs only this): a 198 KB H.264 video of three 8192x8192
+   frames to ``/v1/jobs`` and a real 7000x7000 PNG to ``/v1/live``, each alone, with the server's
+   RSS before, at its peak and after (both must answer 4xx and stay under 1 GiB).
+
 It prints the server's peak RSS (sampled every 0.1 s), errors (an unexpected status, a reset, a
 traceback in the server log), latency p50 / p95 of the ordinary requests, and how many requests
 got 503 (queue full). Exit status 1 when there was any error.
@@ -255,6 +259,56 @@ def abandon(port: int, photo: bytes, give_up: float, answers: collections.Counte
     answers[status] += 1
 
 
+def huge_video(side: int = 8192, frames: int = 3) -> bytes:
+    """A small H.264 MP4 whose frames are ``side`` x ``side`` pixels (about 198 KB at 8192)."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as c:
+        stream = c.add_stream("libx264", rate=10)
+        stream.width = stream.height = side
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        black = np.zeros((side, side, 3), np.uint8)
+        for _ in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(black, format="rgb24")):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+    return buf.getvalue()
+
+
+def job_status(port: int, body: bytes) -> int | str:
+    """POST a video job; its HTTP status when refused, else its final state (polled)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    try:
+        conn.request("POST", "/v1/jobs?name=huge.mp4", body=body, headers={"Content-Type": "video/mp4"})
+        r = conn.getresponse()
+        answer = json.loads(r.read())
+        if r.status != 202:
+            return r.status
+        while True:
+            time.sleep(0.2)
+            conn.request("GET", f"/v1/jobs/{answer['id']}")
+            job = json.loads(conn.getresponse().read())
+            if job["status"] not in ("queued", "running"):
+                return f"202, then {job['status']}: {job.get('error')}"
+    finally:
+        conn.close()
+
+
+def budget_cases() -> list[tuple[str, set, object]]:
+    video = huge_video()
+    png = encode(Image.new("RGB", (7000, 7000), (200, 180, 160)), "PNG", compress_level=9)
+    print(f"budget payloads: 8192x8192 video {len(video) / 1e3:.0f} KB, 7000x7000 PNG {len(png) / 1e3:.0f} KB",
+          flush=True)
+    return [
+        ("video-8192", {413}, lambda port: job_status(port, video)),
+        ("live-png-7000", {413}, lambda port: raw_exchange(
+            port, request_head("/v1/live?session=benchmark-big-frame", len(png), "image/png"), png)),
+    ]
+
+
 def slow_client(port: int, source: str, stop: float, answers: collections.Counter) -> None:
     """Trickle one byte a second into a photo upload; reconnect when answered, until ``stop``."""
     while time.monotonic() < stop:
@@ -321,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slow-addresses", type=int, default=1, help="loopback addresses they come from")
     ap.add_argument("--slow-ordinary", type=int, default=4, help="ordinary clients timed in phase 3")
     ap.add_argument("--slow-duration", type=float, default=20.0)
-    ap.add_argument("--only", choices=["slow"], default=None, help="run only this phase")
+    ap.add_argument("--only", choices=["slow", "budgets"], default=None, help="run only this phase")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -354,6 +408,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"server {url}: {health['workers']} workers, queue {health.get('max_queue')}, detector "
               f"{health['detector']}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
 
+        if args.only == "budgets" or args.only is None:
+            budgets = one_at_a_time(port, proc.pid, budget_cases())
+            over = [b for b in budgets if b["rss_peak"] > 1024 or b["status"] not in (413, 422)]
+            if args.only == "budgets":
+                if args.json:
+                    args.json.write_text(json.dumps(budgets, indent=2))
+                return 1 if over else 0
         if args.only == "slow":
             slow = slow_phase(port, photos, args.slow, args.slow_addresses, args.slow_ordinary, args.slow_duration)
             if args.json:

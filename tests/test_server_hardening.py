@@ -81,3 +81,45 @@ def test_the_job_limit_refuses_before_the_upload_is_stored(engine, tmp_path, mon
         first.close()
         wait_until(lambda: srv.app.state.jobs._uploading == 0)
         assert post(srv.port, clip, path="/v1/jobs")[0] == 202
+
+
+# ------------------------------------------------------------------------------------ frame budgets
+
+
+def test_a_huge_live_frame_is_refused_from_its_header(engine):
+    """Before: a 7000x7000 PNG (under the 50 MP photo budget) was decoded whole, peaking at 1.2 GiB."""
+    from fastapi.testclient import TestClient
+
+    from test_server import png_header_only
+
+    with TestClient(create_app(ServerSettings(workers=1), engine=engine), base_url="http://127.0.0.1") as c:
+        resp = c.post("/v1/live?session=big-frame-1", content=png_header_only(7000, 7000))
+        assert resp.status_code == 413, resp.text
+        assert "7000x7000" in resp.json()["detail"] and "live frame" in resp.json()["detail"]
+        # A large frame within the budget is decoded reduced; its boxes and size are in its full pixels.
+        frame = encode(np.full((2000, 3000, 3), 120, np.uint8))
+        body = c.post("/v1/live?session=big-frame-1", content=frame).json()
+        assert (body["width"], body["height"]) == (3000, 2000)
+
+
+def test_a_video_job_with_frames_over_the_budget_gets_413_before_decoding(engine, tmp_path):
+    from fastapi.testclient import TestClient
+
+    clip = write_clip(tmp_path / "c.mp4", [np.full((120, 160, 3), 90, np.uint8)] * 5).read_bytes()
+    app = create_app(ServerSettings(workers=1, max_frame_pixels=160 * 100), engine=engine)
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        resp = c.post("/v1/jobs?name=c.mp4", content=clip)
+        assert resp.status_code == 413, resp.text
+        assert "160x120" in resp.json()["detail"] and "MASKWATCH_MAX_FRAME_PIXELS" in resp.json()["detail"]
+        assert not any(c.app.state.jobs.root.iterdir())
+
+
+def test_every_decoded_video_frame_is_checked_against_the_pixel_limit(tmp_path):
+    from maskwatch.errors import ImageTooLargeError
+    from maskwatch.io.sources import iter_frames, resolve_sources
+
+    clip = write_clip(tmp_path / "c.mp4", [np.full((120, 160, 3), 90, np.uint8)] * 5)
+    (source,) = resolve_sources([clip])
+    with pytest.raises(ImageTooLargeError, match="160x120"):
+        next(iter_frames(source, max_pixels=10_000))
+    assert len(list(iter_frames(source, max_pixels=160 * 120))) == 5

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.errors import InputError, MaskwatchError
+from maskwatch.errors import ImageTooLargeError, InputError, MaskwatchError
 from maskwatch.io.images import DEFAULT_MAX_PIXELS, decode_image, is_image_path
 from maskwatch.results import SourceInfo
 
@@ -159,10 +159,20 @@ def open_capture(source: Source):
     return cap
 
 
-def iter_video(source: Source, vid_stride: int = 1) -> Iterator[Frame]:
-    """Decode frames of a video, camera or stream; every ``vid_stride``-th frame is yielded."""
+def iter_video(source: Source, vid_stride: int = 1, max_pixels: int | None = None) -> Iterator[Frame]:
+    """Decode frames of a video, camera or stream; every ``vid_stride``-th frame is yielded.
+
+    With ``max_pixels``, a stream whose header (or any decoded frame) is larger raises
+    :class:`ImageTooLargeError`; the header is checked before the first frame is decoded.
+    """
     cap = open_capture(source)
     import cv2
+
+    if max_pixels is not None:
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        if w * h > max_pixels:
+            cap.release()
+            raise _frame_too_large(source, w, h, max_pixels)
 
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if source.kind == "video" else 0
@@ -184,6 +194,8 @@ def iter_video(source: Source, vid_stride: int = 1) -> Iterator[Frame]:
                 ok, image = cap.retrieve()
                 if not ok or image is None:
                     break
+                if max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:
+                    raise _frame_too_large(source, image.shape[1], image.shape[0], max_pixels)
                 if image.ndim == 2:
                     image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
                 ms = (time.perf_counter() - t0) * 1e3
@@ -201,6 +213,11 @@ def iter_video(source: Source, vid_stride: int = 1) -> Iterator[Frame]:
     if expected and index < expected - max(2, expected // 50):
         raise InputError(f"{source.target}: video ended after {index} of {expected} frames; the file is truncated "
                          "or corrupt (results cover the decoded frames only).")
+
+
+def _frame_too_large(source: Source, w: int, h: int, max_pixels: int) -> ImageTooLargeError:
+    return ImageTooLargeError(f"{source.name}: video frames of {w}x{h} pixels are over the limit of {max_pixels:,} "
+                              "pixels per frame; scale the video down first.")
 
 
 def iter_frames(
@@ -225,7 +242,7 @@ def iter_frames(
         yield Frame(image, source.target, None, None, (time.perf_counter() - t0) * 1e3, info)
         return
     try:
-        yield from iter_video(source, vid_stride)
+        yield from iter_video(source, vid_stride, max_pixels)
     except MaskwatchError as exc:
         if on_error is None:
             raise

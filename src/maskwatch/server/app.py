@@ -108,6 +108,9 @@ class ServerSettings:
         max_pixels: pixel budget of one request: the sizes (width x height, from the image headers,
             before decoding) of all its images added up, 413 above; the decompression-bomb guard and
             the bound on a request's memory (``MASKWATCH_MAX_PIXELS``).
+        max_frame_pixels: pixel limit of one video frame: every frame of a video job (the stream's
+            header is checked before the first frame is decoded) and every ``/v1/live`` frame (its
+            image header, before decoding); 413 above (``MASKWATCH_MAX_FRAME_PIXELS``).
         workers: images processed at once; they share one classifier (``MASKWATCH_WORKERS``).
         max_queue: requests whose body has arrived that may wait for a worker beyond the ``workers``
             being processed; more get 503 with ``Retry-After`` (``MASKWATCH_MAX_QUEUE``).
@@ -133,6 +136,7 @@ class ServerSettings:
     detector_model: str | None = None
     max_upload_mb: float = MAX_UPLOAD_MB
     max_pixels: int = 50_000_000
+    max_frame_pixels: int = 4096 * 4096
     workers: int = max(1, min(2, os.cpu_count() or 1))
     max_queue: int = 32
     max_uploads: int = 64
@@ -151,6 +155,8 @@ class ServerSettings:
             raise InputError(f"the upload limit must be > 0 MB, got {self.max_upload_mb}")
         if self.max_pixels < 1:
             raise InputError(f"the pixel limit must be >= 1, got {self.max_pixels}")
+        if self.max_frame_pixels < 1:
+            raise InputError(f"the frame pixel limit must be >= 1, got {self.max_frame_pixels}")
         if not 1 <= self.workers <= 64:
             raise InputError(f"workers must be between 1 and 64, got {self.workers}")
         if self.max_queue < 0:
@@ -187,6 +193,7 @@ class ServerSettings:
             "detector_model": env.get("MASKWATCH_DETECTOR_MODEL") or None,
             "max_upload_mb": _env_number(env, "MASKWATCH_MAX_UPLOAD_MB", float, d["max_upload_mb"].default),
             "max_pixels": _env_number(env, "MASKWATCH_MAX_PIXELS", int, d["max_pixels"].default),
+            "max_frame_pixels": _env_number(env, "MASKWATCH_MAX_FRAME_PIXELS", int, d["max_frame_pixels"].default),
             "workers": _env_number(env, "MASKWATCH_WORKERS", int, d["workers"].default),
             "max_queue": _env_number(env, "MASKWATCH_MAX_QUEUE", int, d["max_queue"].default),
             "max_uploads": _env_number(env, "MASKWATCH_MAX_UPLOADS", int, d["max_uploads"].default),
@@ -399,7 +406,7 @@ _MALLOC_TRIM = _find_malloc_trim()
 _TRIM_ABOVE_PIXELS = 4_000_000
 
 
-def _give_memory_back(pixels: int) -> None:
+def give_memory_back(pixels: int) -> None:
     """glibc keeps freed blocks in its per-thread arenas; after a large image, return them (RSS falls)."""
     if _MALLOC_TRIM is not None and pixels > _TRIM_ABOVE_PIXELS:
         _MALLOC_TRIM(0)
@@ -668,10 +675,10 @@ async def detect(
                 if want_image and result.image is not None:  # drawn at the decoded size
                     body = encode_image(annotate(result.image, result.faces, counts=banner), fmt)
                 result.image = None
-                _to_full_size(result, full)
+                to_full_size(result, full)
                 return result, body
             finally:
-                _give_memory_back(info.pixels)
+                give_memory_back(info.pixels)
 
         result, image = await pool.run(work, request)
     headers = _result_headers(result)
@@ -717,7 +724,7 @@ async def classify(request: Request) -> Response:
                 ]
                 return [r.to_dict() for r in worker.photo.classify(crops, names)]
             finally:
-                _give_memory_back(sum(i.pixels for i in infos))
+                give_memory_back(sum(i.pixels for i in infos))
 
         return JSONResponse(await pool.run(work, request))
 
@@ -748,7 +755,7 @@ def _within_budget(uploads: list[Upload], names: list[str], settings: ServerSett
     return infos
 
 
-def _to_full_size(result: FrameResult, full: tuple[int, int]) -> None:
+def to_full_size(result: FrameResult, full: tuple[int, int]) -> None:
     """Map a result computed on a reduced image back to the full image's pixels (boxes, width, height)."""
     w, h = full
     if (result.width, result.height) == (w, h):

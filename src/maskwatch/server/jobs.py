@@ -281,8 +281,7 @@ class JobManager:
             raise
         return Job(job_id, safe, folder, blur=blur, total_frames=total, fps=fps, duration_s=duration, upload=upload)
 
-    @staticmethod
-    def _probe(path: Path) -> tuple[int | None, float | None, float | None]:
+    def _probe(self, path: Path) -> tuple[int | None, float | None, float | None]:
         import cv2
 
         from maskwatch.faces.detector import quiet_opencv
@@ -290,6 +289,11 @@ class JobManager:
         quiet_opencv()
         cap = cv2.VideoCapture(str(path))
         try:
+            w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+            limit = self.engine.max_pixels
+            if cap.isOpened() and w * h > limit:  # from the stream header, before a frame is decoded
+                raise JobError(413, f"the video's frames are {w}x{h} pixels, over the limit of {limit:,} pixels per "
+                                    "frame (MASKWATCH_MAX_FRAME_PIXELS); scale it down first.")
             if not cap.isOpened() or not cap.grab():
                 raise JobError(422, "the video cannot be decoded (corrupt, truncated or an unsupported codec).")
             fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
@@ -301,6 +305,8 @@ class JobManager:
 
     # ------------------------------------------------------------------ the worker
     def _work(self) -> None:
+        from maskwatch.server.app import give_memory_back
+
         while True:
             with self._wake:
                 while not self._closed and not any(j.status == "queued" for j in self.jobs.values()):
@@ -319,6 +325,7 @@ class JobManager:
                 log.exception("video job %s failed", job.id)
                 job.status, job.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
             finally:
+                give_memory_back(1 << 62)  # frames of up to the frame budget were decoded: hand freed memory back
                 job.finished = time.time()
                 if job.upload is not None:
                     job.upload.unlink(missing_ok=True)  # the uploaded video is not kept
@@ -375,7 +382,7 @@ router = APIRouter(tags=["video jobs"])
 def _manager(request: Request) -> JobManager:
     def make() -> JobManager:
         settings = getattr(request.app.state, "settings", None)
-        return JobManager(request.app.state.pool.engine, max_pixels=getattr(settings, "max_pixels", None))
+        return JobManager(request.app.state.pool.engine, max_pixels=getattr(settings, "max_frame_pixels", None))
 
     return lazy_state(request.app, "jobs", make)
 

@@ -140,7 +140,8 @@ def _sessions(request: Request) -> LiveSessions:
 @router.post("/v1/live", summary="One live camera frame, tracked within a session, with running totals")
 async def live_frame(request: Request, session: str = Query(..., pattern=SESSION_PATTERN,
                                                              description="the browser's session id (8-64 of A-Z a-z 0-9 _ -)")):
-    from maskwatch.io.images import decode_image
+    from maskwatch.io.images import decode_image_with_size, probe_image
+    from maskwatch.server.app import give_memory_back, to_full_size
     from maskwatch.server.uploads import UploadError, require_image
 
     settings = request.app.state.settings
@@ -156,13 +157,27 @@ async def live_frame(request: Request, session: str = Query(..., pattern=SESSION
             return JSONResponse({"detail": "too many live camera sessions at once; try again in a minute."},
                                 status_code=503, headers={"Retry-After": "60"})
 
+        info = probe_image(upload.data, name="frame")  # the header, before anything is decoded
+        if info.pixels > settings.max_frame_pixels:
+            raise UploadError(413, f"the frame is {info.width}x{info.height} pixels, over the limit of "
+                                   f"{settings.max_frame_pixels:,} pixels per live frame; send smaller frames "
+                                   "(the page sends at most 1280 px wide).")
+
         def work(worker):
-            t0 = time.perf_counter()
-            image = decode_image(upload.data, name="frame", max_pixels=settings.max_pixels)
-            t1 = time.perf_counter()
-            boxes = worker.live.find_faces(image)  # the worker's own detector at the live detection size
-            t2 = time.perf_counter()
-            return sess.add(worker.live, image, boxes, {"decode": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3})
+            try:
+                t0 = time.perf_counter()
+                # The detector sees the frame at the live detection size: decode no larger than twice that.
+                image, full = decode_image_with_size(upload.data, name="frame", max_pixels=settings.max_frame_pixels,
+                                                     reduce_to=2 * settings.live_detect_size)
+                t1 = time.perf_counter()
+                boxes = worker.live.find_faces(image)  # the worker's own detector at the live detection size
+                t2 = time.perf_counter()
+                out = sess.add(worker.live, image, boxes, {"decode": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3})
+                del image
+                to_full_size(out[0], full)
+                return out
+            finally:
+                give_memory_back(info.pixels)
 
         result, totals = await pool.run(work, request)  # dropped if the browser has gone meanwhile
     body = result.to_dict()
