@@ -203,7 +203,7 @@ def test_serve_db_records_live_sessions_and_video_jobs(client, tmp_path):
         assert wait_done(c, job["id"])[0]["status"] == "done"
     con = sqlite3.connect(db)
     rows = con.execute("SELECT s.path, e.kind FROM events e JOIN sources s ON s.id = e.source_id").fetchall()
-    live = [k for p, k in rows if p == "live:door-cam"]
+    live = [k for p, k in rows if p == "live:door-camera-1"]
     assert live.count("track_started") == 1 and live.count("track_ended") == 1  # the session's person, closed
     job_kinds = [k for p, k in rows if p == "putting-mask-on.mp4"]
     assert job_kinds == ["track_started", "label_changed", "track_ended"]

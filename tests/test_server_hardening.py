@@ -123,3 +123,46 @@ def test_every_decoded_video_frame_is_checked_against_the_pixel_limit(tmp_path):
     with pytest.raises(ImageTooLargeError, match="160x120"):
         next(iter_frames(source, max_pixels=10_000))
     assert len(list(iter_frames(source, max_pixels=160 * 120))) == 5
+
+
+# ------------------------------------------------------------------------------------ live sessions
+
+
+def test_live_sessions_sharing_a_prefix_stay_apart_in_the_event_log(engine, tmp_path, monkeypatch):
+    """Before: the log named a session by its first 8 characters, so these two became one source."""
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    db = tmp_path / "site.db"
+    monkeypatch.setenv("MASKWATCH_DB", str(db))
+    frame = encode(np.full((240, 320, 3), 128, np.uint8))
+    with TestClient(create_app(ServerSettings(workers=1), engine=engine), base_url="http://127.0.0.1") as c:
+        for sid in ("samepfx_AAAA", "samepfx_BBBB", "entrance-1", "entrance-2"):
+            assert c.post(f"/v1/live?session={sid}", content=frame).status_code == 200
+            assert c.delete(f"/v1/live?session={sid}").status_code == 204
+    con = sqlite3.connect(db)
+    paths = {p for (p,) in con.execute("SELECT path FROM sources")}
+    con.close()
+    assert {"live:samepfx_AAAA", "live:samepfx_BBBB", "live:entrance-1", "live:entrance-2"} <= paths
+
+
+def test_one_client_cannot_take_every_live_session(engine):
+    """Before: one client opened all 32 sessions in 0.4 s and everyone else got 503 for 2 minutes."""
+    from fastapi.testclient import TestClient
+
+    from maskwatch.server.uploads import UploadError
+
+    frame = encode(np.full((24, 32, 3), 128, np.uint8))
+    settings = ServerSettings(workers=1, max_live_sessions=8, max_live_sessions_per_client=3)
+    with TestClient(create_app(settings, engine=engine), base_url="http://127.0.0.1") as c:
+        answers = [c.post(f"/v1/live?session=grabber-{i:04d}", content=frame) for i in range(6)]
+        assert [a.status_code for a in answers] == [200] * 3 + [429] * 3
+        detail = answers[3].json()["detail"]
+        assert "limit is 3" in detail and "DELETE /v1/live" in detail and answers[3].headers["retry-after"]
+        assert c.post("/v1/live?session=grabber-0000", content=frame).status_code == 200  # its own go on
+        sessions = c.app.state.live_sessions
+        assert sessions.get("someone-else-1", c.app.state.pool.engine, client="10.0.0.9").client == "10.0.0.9"
+        with pytest.raises(UploadError):
+            for i in range(8):
+                sessions.get(f"crowd-session-{i}", c.app.state.pool.engine, client=f"10.0.1.{i}")

@@ -117,6 +117,9 @@ class ServerSettings:
         max_uploads / max_uploads_per_client: request bodies that may be arriving at once, overall and
             from one client address; more get 503 (``MASKWATCH_MAX_UPLOADS``,
             ``MASKWATCH_MAX_UPLOADS_PER_CLIENT``). Slow uploads hold these, never a queue place.
+        max_live_sessions / max_live_sessions_per_client: live camera sessions open at once, overall
+            (503 beyond) and from one client address (429 beyond) (``MASKWATCH_MAX_LIVE_SESSIONS``,
+            ``MASKWATCH_MAX_LIVE_SESSIONS_PER_CLIENT``).
         upload_timeout_s: seconds a request body may take to arrive, 408 after
             (``MASKWATCH_UPLOAD_TIMEOUT``).
         live_detect_size: face-detection size (long side, px) for ``?live=true`` video frames
@@ -141,6 +144,8 @@ class ServerSettings:
     max_queue: int = 32
     max_uploads: int = 64
     max_uploads_per_client: int = 8
+    max_live_sessions: int = 32
+    max_live_sessions_per_client: int = 4
     upload_timeout_s: float = 30.0
     live_detect_size: int = 480
     max_crops: int = 64
@@ -196,6 +201,9 @@ class ServerSettings:
             "max_frame_pixels": _env_number(env, "MASKWATCH_MAX_FRAME_PIXELS", int, d["max_frame_pixels"].default),
             "workers": _env_number(env, "MASKWATCH_WORKERS", int, d["workers"].default),
             "max_queue": _env_number(env, "MASKWATCH_MAX_QUEUE", int, d["max_queue"].default),
+            "max_live_sessions": _env_number(env, "MASKWATCH_MAX_LIVE_SESSIONS", int, d["max_live_sessions"].default),
+            "max_live_sessions_per_client": _env_number(env, "MASKWATCH_MAX_LIVE_SESSIONS_PER_CLIENT", int,
+                                                        d["max_live_sessions_per_client"].default),
             "max_uploads": _env_number(env, "MASKWATCH_MAX_UPLOADS", int, d["max_uploads"].default),
             "max_uploads_per_client": _env_number(env, "MASKWATCH_MAX_UPLOADS_PER_CLIENT", int,
                                                   d["max_uploads_per_client"].default),

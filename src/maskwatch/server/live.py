@@ -31,11 +31,12 @@ SESSION_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 class LiveSession:
     """One browser's camera: its face tracker, timeline and recent alerts."""
 
-    def __init__(self, session_id: str, engine, event_log=None) -> None:
+    def __init__(self, session_id: str, engine, event_log=None, client: str = "?") -> None:
         self.id = session_id
+        self.client = client
         self.event_log = event_log
         self._size = (0, 0)
-        self.name = f"live:{session_id[:8]}"
+        self.name = f"live:{session_id}"  # the whole id: sessions that share a prefix stay apart
         self.tracker = engine.new_tracker(self.name)
         self.report = ComplianceReport(MIN_TRACK_FRAMES, bucket_s=5)
         self.alerts: deque[dict[str, Any]] = deque(maxlen=10)
@@ -90,8 +91,9 @@ class LiveSession:
 class LiveSessions:
     """The live sessions of one app, and the event log they write to (``db``: an SQLite path)."""
 
-    def __init__(self, max_sessions: int = 32, idle_s: float = 120.0, db: str | None = None) -> None:
-        self.max_sessions, self.idle_s = max_sessions, idle_s
+    def __init__(self, max_sessions: int = 32, idle_s: float = 120.0, db: str | None = None,
+                 per_client: int = 4) -> None:
+        self.max_sessions, self.idle_s, self.per_client = max_sessions, idle_s, per_client
         self.sessions: dict[str, LiveSession] = {}
         self._lock = threading.Lock()
         self.event_log = None
@@ -100,17 +102,35 @@ class LiveSessions:
 
             self.event_log = EventLog(db, command="maskwatch serve (live camera sessions)")
 
-    def get(self, session_id: str, engine) -> LiveSession | None:
+    def get(self, session_id: str, engine, client: str = "?") -> LiveSession:
+        """The session ``session_id`` (a new one if needed), or :class:`UploadError` 503 / 429 when
+        all sessions, or all of ``client``'s, are taken."""
+        from maskwatch.server.uploads import UploadError
+
         now = time.monotonic()
         with self._lock:
             idle = [self.sessions.pop(s) for s, v in list(self.sessions.items()) if now - v.last_used > self.idle_s]
             sess = self.sessions.get(session_id)
-            if sess is None and len(self.sessions) < self.max_sessions:
-                sess = self.sessions[session_id] = LiveSession(session_id, engine, self.event_log)
+            if sess is None:
+                mine = sum(v.client == client for v in self.sessions.values())
+                if mine >= self.per_client:
+                    error = UploadError(
+                        429, f"your address has {mine} live camera sessions open, the limit is {self.per_client} "
+                        f"(MASKWATCH_MAX_LIVE_SESSIONS_PER_CLIENT); end one (DELETE /v1/live?session=ID) or wait "
+                        f"{self.idle_s:g} s for an idle one to close.", headers={"Retry-After": "60"})
+                elif len(self.sessions) >= self.max_sessions:
+                    error = UploadError(
+                        503, f"too many live camera sessions at once ({self.max_sessions}); try again in a minute.",
+                        headers={"Retry-After": "60"})
+                else:
+                    error = None
+                    sess = self.sessions[session_id] = LiveSession(session_id, engine, self.event_log, client)
             if sess is not None:
                 sess.last_used = now
         for old in idle:
             old.end()
+        if sess is None:
+            raise error
         return sess
 
     def end(self, session_id: str) -> bool:
@@ -134,13 +154,19 @@ router = APIRouter(tags=["live"])
 
 
 def _sessions(request: Request) -> LiveSessions:
-    return lazy_state(request.app, "live_sessions", lambda: LiveSessions(db=os.environ.get("MASKWATCH_DB") or None))
+    def make() -> LiveSessions:
+        s = request.app.state.settings
+        return LiveSessions(max_sessions=getattr(s, "max_live_sessions", 32), db=os.environ.get("MASKWATCH_DB") or None,
+                            per_client=getattr(s, "max_live_sessions_per_client", 4))
+
+    return lazy_state(request.app, "live_sessions", make)
 
 
 @router.post("/v1/live", summary="One live camera frame, tracked within a session, with running totals")
 async def live_frame(request: Request, session: str = Query(..., pattern=SESSION_PATTERN,
                                                              description="the browser's session id (8-64 of A-Z a-z 0-9 _ -)")):
     from maskwatch.io.images import decode_image_with_size, probe_image
+    from maskwatch.server.admission import client_key
     from maskwatch.server.app import give_memory_back, to_full_size
     from maskwatch.server.uploads import UploadError, require_image
 
@@ -152,10 +178,7 @@ async def live_frame(request: Request, session: str = Query(..., pattern=SESSION
             raise UploadError(422, f"send one frame per request to /v1/live, got {len(uploads)} files.")
         upload = uploads[0]
         require_image(upload)
-        sess = _sessions(request).get(session, pool.engine)
-        if sess is None:
-            return JSONResponse({"detail": "too many live camera sessions at once; try again in a minute."},
-                                status_code=503, headers={"Retry-After": "60"})
+        sess = _sessions(request).get(session, pool.engine, client_key(request.scope.get("client")))
 
         info = probe_image(upload.data, name="frame")  # the header, before anything is decoded
         if info.pixels > settings.max_frame_pixels:
