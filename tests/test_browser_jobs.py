@@ -24,10 +24,11 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server(engine):
+def server(engine, tmp_path_factory):
     from maskwatch.server.app import ServerSettings, create_app
 
-    with LiveServer(create_app(ServerSettings(), engine=engine)) as s:
+    jobs = str(tmp_path_factory.mktemp("jobs"))
+    with LiveServer(create_app(ServerSettings(jobs_dir=jobs), engine=engine)) as s:
         yield s
 
 

@@ -21,12 +21,19 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 CLIP = SHARED / "data" / "video" / "putting-mask-on.mp4"
 
 
+@pytest.fixture(autouse=True)
+def _jobs_dir(tmp_path_factory, monkeypatch):
+    """Video jobs of these tests keep their files in a temporary jobs folder, not the user's cache."""
+    folder = tmp_path_factory.mktemp("jobs")
+    monkeypatch.setattr("maskwatch.server.jobs.default_jobs_dir", lambda: folder)
+
+
 @pytest.fixture()
 def client(engine, monkeypatch):
     def make(**env):
         for k, v in env.items():
             monkeypatch.setenv(k, str(v))
-        return TestClient(create_app(ServerSettings(), engine=engine), base_url="http://127.0.0.1")
+        return TestClient(create_app(ServerSettings.from_env(), engine=engine), base_url="http://127.0.0.1")
 
     return make
 

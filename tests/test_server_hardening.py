@@ -11,11 +11,18 @@ import pytest
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
 pytest.importorskip("httpx", reason="httpx is needed by FastAPI's TestClient")
 
-from conftest import write_clip  # noqa: E402
+from conftest import SHARED, needs_shared, write_clip  # noqa: E402
 from maskwatch.server.app import ServerSettings, create_app  # noqa: E402
 from test_server import LiveServer, encode, post, read_response, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(autouse=True)
+def _jobs_dir(tmp_path_factory, monkeypatch):
+    """Video jobs of these tests keep their files in a temporary jobs folder, not the user's cache."""
+    folder = tmp_path_factory.mktemp("jobs")
+    monkeypatch.setattr("maskwatch.server.jobs.default_jobs_dir", lambda: folder)
 
 
 @pytest.fixture(scope="module")
@@ -128,16 +135,15 @@ def test_every_decoded_video_frame_is_checked_against_the_pixel_limit(tmp_path):
 # ------------------------------------------------------------------------------------ live sessions
 
 
-def test_live_sessions_sharing_a_prefix_stay_apart_in_the_event_log(engine, tmp_path, monkeypatch):
+def test_live_sessions_sharing_a_prefix_stay_apart_in_the_event_log(engine, tmp_path):
     """Before: the log named a session by its first 8 characters, so these two became one source."""
     import sqlite3
 
     from fastapi.testclient import TestClient
 
     db = tmp_path / "site.db"
-    monkeypatch.setenv("MASKWATCH_DB", str(db))
     frame = encode(np.full((240, 320, 3), 128, np.uint8))
-    with TestClient(create_app(ServerSettings(workers=1), engine=engine), base_url="http://127.0.0.1") as c:
+    with TestClient(create_app(ServerSettings(workers=1, db=str(db)), engine=engine), base_url="http://127.0.0.1") as c:
         for sid in ("samepfx_AAAA", "samepfx_BBBB", "entrance-1", "entrance-2"):
             assert c.post(f"/v1/live?session={sid}", content=frame).status_code == 200
             assert c.delete(f"/v1/live?session={sid}").status_code == 204
@@ -166,3 +172,107 @@ def test_one_client_cannot_take_every_live_session(engine):
         with pytest.raises(UploadError):
             for i in range(8):
                 sessions.get(f"crowd-session-{i}", c.app.state.pool.engine, client=f"10.0.1.{i}")
+
+
+# ------------------------------------------------------------------------------------ the jobs folder
+
+CLIP = SHARED / "data" / "video" / "putting-mask-on.mp4"
+
+
+def wait_job(c, job_id: str, timeout: float = 300) -> dict:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = c.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] not in ("queued", "running"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_start_up_sweeps_what_a_killed_server_left_in_the_jobs_folder(engine, tmp_path):
+    """Before: each server used a new temporary folder, and what a kill -9 left there stayed for ever."""
+    from fastapi.testclient import TestClient
+
+    from maskwatch.server.jobs import JobsFolder
+
+    dead = tmp_path / "server-killed"
+    (dead / "4f2a").mkdir(parents=True)
+    (dead / "4f2a" / "upload.mp4").write_bytes(b"faces of people")
+    (tmp_path / "server-killed.lock").write_text("")
+    running = JobsFolder(tmp_path)  # another server that is still running: its folder stays
+    try:
+        app = create_app(ServerSettings(workers=1, jobs_dir=str(tmp_path)), engine=engine)
+        with TestClient(app, base_url="http://127.0.0.1") as c:
+            assert c.get("/v1/jobs/none").status_code == 404  # the jobs manager starts
+            assert not dead.exists() and not (tmp_path / "server-killed.lock").exists() and running.path.is_dir()
+            own = c.app.state.jobs.root
+            assert own.parent == tmp_path
+        assert not own.exists()  # a clean stop removes its own folder
+    finally:
+        running.close()
+
+
+@needs_shared
+def test_a_truncated_video_keeps_its_decoded_frames_and_hides_server_paths(engine, tmp_path):
+    """Before: the job failed with the server's temporary path in its error and no results at all."""
+    from fastapi.testclient import TestClient
+
+    data = CLIP.read_bytes()
+    app = create_app(ServerSettings(workers=1, jobs_dir=str(tmp_path)), engine=engine)
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        job = c.post("/v1/jobs?name=cut.mp4", content=data[:len(data) * 6 // 10]).json()
+        job = wait_job(c, job["id"])
+        assert job["status"] == "failed" and "truncated" in job["error"], job
+        assert str(tmp_path) not in job["error"] and "upload" not in job["error"] and "cut.mp4" in job["error"]
+        assert 50 < job["frames"] < 234 and job["result"]["summary"]["frames"] == job["frames"]
+        frames = c.get(job["files"]["frames.jsonl"])
+        assert frames.status_code == 200 and len(frames.text.splitlines()) == job["frames"]
+        assert c.get(job["files"]["video.mp4"]).status_code == 200
+
+
+@needs_shared
+def test_expired_jobs_are_swept_without_anyone_calling_the_api(engine, tmp_path, monkeypatch):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("MASKWATCH_JOB_TTL_S", "0.3")
+    app = create_app(ServerSettings(workers=1, jobs_dir=str(tmp_path)), engine=engine)
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        job = wait_job(c, c.post("/v1/jobs?name=p.mp4", content=CLIP.read_bytes()).json()["id"])
+        folder = c.app.state.jobs.root / job["id"]
+        assert job["status"] == "done" and folder.is_dir()
+        deadline = time.monotonic() + 5
+        while folder.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # nobody calls the jobs API meanwhile
+        assert not folder.exists() and job["id"] not in c.app.state.jobs.jobs
+
+
+def test_serve_honours_maskwatch_log_level(engine, monkeypatch):
+    """Before: serve() passed its own default ("warning") over MASKWATCH_LOG_LEVEL."""
+    import logging
+
+    import uvicorn
+
+    import maskwatch.server as server
+    import maskwatch.server.app as app_module
+
+    ran = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: ran.append(self.config))
+    monkeypatch.setattr(app_module, "load_engine", lambda settings: engine)
+    monkeypatch.setenv("MASKWATCH_LOG_LEVEL", "debug")
+    level = logging.getLogger("maskwatch").level
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    try:
+        server.serve(host="127.0.0.1", port=port)
+        assert ran and ran[0].log_level == "debug"
+        assert logging.getLogger("maskwatch").level == logging.DEBUG
+    finally:
+        logging.getLogger("maskwatch").setLevel(level)
+    monkeypatch.setenv("MASKWATCH_LOG_LEVEL", "loud")
+    with pytest.raises(Exception, match="unknown log level 'loud'"):
+        server.serve(host="127.0.0.1", port=port)

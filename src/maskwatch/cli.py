@@ -521,16 +521,14 @@ def serve(host, port, model, detector, detector_model, face_threshold, detect_si
         from maskwatch.events import connect
 
         connect(db_path).close()  # a bad path fails here, in one line, before the server starts
-        os.environ["MASKWATCH_DB"] = str(db_path)
     try:
         from maskwatch.server import serve as run_server
     except ImportError as exc:
         raise MaskwatchError(f'the web app needs the serve extra: pip install "maskwatch[serve]" ({exc.name} missing)') from exc
-    logging.getLogger("maskwatch.server").setLevel(logging.WARNING)  # its non-loopback warning
     try:
         run_server(host=host, port=port, model=model, detector=detector, detector_model=detector_model,
                    max_upload_mb=max_upload_mb, detector_settings=_settings(face_threshold, detect_size, min_face),
-                   mirror_photos=mirror,
+                   mirror_photos=mirror, db=None if db_path is None else str(db_path),
                    on_ready=lambda url: click.echo(f"maskwatch: serving on {url}  (Ctrl+C to stop)", err=True))
     except (KeyboardInterrupt, click.exceptions.Abort):
         pass

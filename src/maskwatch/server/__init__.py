@@ -129,14 +129,17 @@ def serve(
     detector: str = "auto",
     detector_model: str | None = None,
     max_upload_mb: float = MAX_UPLOAD_MB,
-    log_level: str = "warning",
+    log_level: str | None = None,
     on_ready: Callable[[str], None] | None = None,
     detector_settings: DetectorSettings | None = None,
     mirror_photos: bool | None = None,
+    db: str | None = None,
 ) -> None:
     """Load the model and face detector once, then serve the web page and API until interrupted.
 
-    The arguments win over the ``MASKWATCH_*`` environment variables; the other settings (pixel
+    The arguments that are not ``None`` win over the ``MASKWATCH_*`` environment variables (the log
+    level comes from ``MASKWATCH_LOG_LEVEL`` unless given; it sets maskwatch's and uvicorn's loggers,
+    requests are logged one line each on ``maskwatch.access``); the other settings (pixel
     limit, workers, live detection size, ...) come from the environment (see
     :class:`~maskwatch.server.app.ServerSettings`). The model is loaded and the port bound before
     the server starts, so a bad model or a busy port raises a :class:`~maskwatch.errors.MaskwatchError`
@@ -153,8 +156,9 @@ def serve(
     settings = ServerSettings.from_env(
         host=host, port=port, model=model, detector=detector, detector_model=detector_model,
         max_upload_mb=max_upload_mb, log_level=log_level, detector_settings=detector_settings,
-        mirror_photos=mirror_photos,
+        mirror_photos=mirror_photos, db=db,
     )
+    logging.getLogger("maskwatch").setLevel(settings.log_level.upper())
     if not is_loopback(settings.host):
         log.warning(
             "maskwatch serve is listening on %s, reachable from other machines: the API has no "

@@ -94,6 +94,9 @@ def _env_flag(env: Mapping[str, str], key: str, default: bool) -> bool:
     raise InputError(f"environment variable {key}={raw!r} is not a yes/no value; use 1 or 0")
 
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
 @dataclass
 class ServerSettings:
     """Everything ``maskwatch serve`` can be told; :meth:`from_env` reads ``MASKWATCH_*`` variables.
@@ -126,6 +129,8 @@ class ServerSettings:
             (``MASKWATCH_LIVE_DETECT_SIZE``); photos use the engine's own size.
         max_crops: most face crops in one ``/v1/classify`` request (``MASKWATCH_MAX_CROPS``).
         log_level: uvicorn / maskwatch log level (``MASKWATCH_LOG_LEVEL``).
+        db: SQLite event log that live sessions and video jobs are recorded in (``--db``, ``MASKWATCH_DB``).
+        jobs_dir: the jobs folder; ``None`` for ``~/.cache/maskwatch/jobs`` (``MASKWATCH_JOBS_DIR``).
         detector_settings: face-detector thresholds and sizes (the ``--face-threshold``,
             ``--detect-size``, ``--min-face`` options every command shares); ``None`` for the defaults.
         mirror_photos: classify photo faces with their mirror image too, as the CLI does (``--mirror``,
@@ -150,6 +155,8 @@ class ServerSettings:
     live_detect_size: int = 480
     max_crops: int = 64
     log_level: str = "warning"
+    db: str | None = None
+    jobs_dir: str | None = None
     detector_settings: DetectorSettings | None = None
     # Off in the server: with 8 clients on 2 cores the second classifier pass took photo latency from
     # 864 to 1206 ms p95 (benchmarks/serve_load.py), over the 1 s the web app must keep.
@@ -178,6 +185,9 @@ class ServerSettings:
             raise InputError(
                 f"unknown face detector {self.detector!r}; choose one of {', '.join(DETECTOR_BACKENDS)}"
             )
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise InputError(f"unknown log level {self.log_level!r}; choose one of {', '.join(LOG_LEVELS)}")
+        self.log_level = self.log_level.lower()
         if not 0 < self.port < 65536:
             raise InputError(f"port must be 1..65535, got {self.port}")
 
@@ -211,6 +221,8 @@ class ServerSettings:
             "live_detect_size": _env_number(env, "MASKWATCH_LIVE_DETECT_SIZE", int, d["live_detect_size"].default),
             "max_crops": _env_number(env, "MASKWATCH_MAX_CROPS", int, d["max_crops"].default),
             "log_level": env.get("MASKWATCH_LOG_LEVEL") or d["log_level"].default,
+            "db": env.get("MASKWATCH_DB") or None,
+            "jobs_dir": env.get("MASKWATCH_JOBS_DIR") or None,
             "detector_settings": None,
             "mirror_photos": _env_flag(env, "MASKWATCH_MIRROR", d["mirror_photos"].default),
         }
@@ -220,6 +232,9 @@ class ServerSettings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values["model"] is not None:
             values["model"] = str(values["model"])
+        for key in ("db", "jobs_dir"):
+            if values[key] is not None:
+                values[key] = str(values[key])
         if values["detector_model"] is not None:
             values["detector_model"] = str(values["detector_model"])
         return cls(**values)

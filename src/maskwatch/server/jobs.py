@@ -6,9 +6,13 @@ compliance summary, the tracks, the alerts and links to the files (annotated H.2
 CSV, ``summary.json``, ``timeline.csv``, ``timeline.png``) under ``GET /v1/jobs/{id}/files/{name}``.
 ``DELETE /v1/jobs/{id}`` cancels a job and deletes its files.
 
-Unlike photos and live frames, a video must be on disk to be decoded: each job has a private
-temporary folder (mode 700), removed with the job: ``job_ttl_s`` after it finished, on DELETE, or
-when the server stops. Limits: ``max_video_mb`` (413 while the body streams in), ``max_video_s`` of
+Unlike photos and live frames, a video must be on disk to be decoded: each job has a private folder
+(mode 700) in this server's own folder under the jobs folder (``MASKWATCH_JOBS_DIR``, default
+``~/.cache/maskwatch/jobs``), removed with the job: ``job_ttl_s`` after it finished (a timer sweeps
+them), on DELETE, or when the server stops. A server killed without stopping (``kill -9``) leaves
+its folder behind; the next server to start sweeps every folder whose server is gone (each server
+holds a lock on its own folder while it runs). A job whose video breaks off (a truncated file) ends
+``failed`` and keeps the results of the frames it decoded, as ``maskwatch detect`` does. Limits: ``max_video_mb`` (413 while the body streams in), ``max_video_s`` of
 video (413), bytes that are no video container (415) or do not decode (422), an upload that sends
 nothing for the server's upload timeout (408; it is a pause, not a total, as videos are large), at most ``max_jobs``
 waiting or running (503 with ``Retry-After``). Jobs run one at a time on their own thread, with
@@ -19,12 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import fcntl
 import json
 import logging
 import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -83,6 +87,62 @@ class JobSettings:
             max_jobs=int(env.get("MASKWATCH_MAX_JOBS") or d.max_jobs),
             job_ttl_s=float(env.get("MASKWATCH_JOB_TTL_S") or d.job_ttl_s),
         )
+
+
+def default_jobs_dir() -> Path:
+    """``$XDG_CACHE_HOME/maskwatch/jobs`` (``~/.cache/maskwatch/jobs``)."""
+    from maskwatch.faces.models import cache_dir
+
+    return cache_dir() / "jobs"
+
+
+class JobsFolder:
+    """This server's folder under the jobs folder, locked while it runs; start-up sweeps dead servers' folders.
+
+    Each server holds an exclusive ``flock`` on ``server-ID.lock`` beside its folder ``server-ID``
+    for as long as it runs; the kernel releases it when the process ends, however it ends. A folder
+    whose lock can be taken belongs to a server that is gone.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self.base = Path(base).expanduser()
+        try:
+            self.base.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.swept = self.sweep_leftovers()
+            name = f"server-{uuid.uuid4().hex[:12]}"
+            self._lock = open(self.base / f"{name}.lock", "w")  # noqa: SIM115 - held for the server's life
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.path = self.base / name
+            self.path.mkdir(mode=0o700)
+        except OSError as exc:
+            raise MaskwatchError(f"cannot use the jobs folder {self.base} ({exc.strerror or exc}); choose a "
+                                 "writable folder with MASKWATCH_JOBS_DIR.") from exc
+
+    def sweep_leftovers(self) -> int:
+        """Remove the folders of servers that are no longer running (their lock is free); how many."""
+        swept = 0
+        names = {p.name.removesuffix(".lock") for p in self.base.glob("server-*")}
+        for name in sorted(names):
+            folder, lock = self.base / name, self.base / f"{name}.lock"
+            if folder.is_symlink() or lock.is_symlink():
+                continue
+            try:
+                with open(lock, "a") as fh:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: its server is gone
+                    if folder.is_dir():
+                        shutil.rmtree(folder, ignore_errors=True)
+                        swept += 1
+                    lock.unlink(missing_ok=True)
+            except OSError:  # BlockingIOError: a running server's folder
+                continue
+        if swept:
+            log.info("removed %d jobs folders left behind by servers that stopped without cleaning up", swept)
+        return swept
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        Path(self._lock.name).unlink(missing_ok=True)
+        self._lock.close()
 
 
 class JobError(Exception):
@@ -154,11 +214,13 @@ class _Progress:
 class JobManager:
     """Queue and run video jobs one at a time on a background thread; see the module doc."""
 
-    def __init__(self, engine, settings: JobSettings | None = None, max_pixels: int | None = None) -> None:
+    def __init__(self, engine, settings: JobSettings | None = None, max_pixels: int | None = None,
+                 folder: Path | None = None, db: str | None = None) -> None:
         self.settings = settings or JobSettings.from_env()
         self.engine = self._own_engine(engine, max_pixels)
-        self.root = Path(tempfile.mkdtemp(prefix="maskwatch-jobs-"))
-        os.chmod(self.root, 0o700)
+        self.db = db
+        self.folder = JobsFolder(folder if folder is not None else default_jobs_dir())
+        self.root = self.folder.path
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -307,23 +369,27 @@ class JobManager:
     def _work(self) -> None:
         from maskwatch.server.app import give_memory_back
 
+        every = max(0.1, min(60.0, self.settings.job_ttl_s / 4))  # expired jobs go without anyone asking
         while True:
+            self.sweep()
             with self._wake:
-                while not self._closed and not any(j.status == "queued" for j in self.jobs.values()):
-                    self._wake.wait()
                 if self._closed:
                     return
-                job = next(j for j in self.jobs.values() if j.status == "queued")
+                job = next((j for j in self.jobs.values() if j.status == "queued"), None)
+                if job is None:
+                    self._wake.wait(every)
+                    continue
                 job.status = "running"
                 job.started = time.time()
             try:
                 self._run(job)
-                job.status = "cancelled" if job.cancel.is_set() else "done"
+                if job.status == "running":
+                    job.status = "cancelled" if job.cancel.is_set() else "done"
             except MaskwatchError as exc:
-                job.status, job.error = "failed", str(exc)
+                job.status, job.error = "failed", self._public(str(exc), job)
             except Exception as exc:  # noqa: BLE001 - reported on the job, the worker goes on
                 log.exception("video job %s failed", job.id)
-                job.status, job.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+                job.status, job.error = "failed", self._public(f"internal error: {type(exc).__name__}: {exc}", job)
             finally:
                 give_memory_back(1 << 62)  # frames of up to the frame budget were decoded: hand freed memory back
                 job.finished = time.time()
@@ -331,6 +397,12 @@ class JobManager:
                     job.upload.unlink(missing_ok=True)  # the uploaded video is not kept
                 if job.id not in self.jobs:  # deleted while running
                     shutil.rmtree(job.folder, ignore_errors=True)
+
+    def _public(self, message: str, job: Job) -> str:
+        """``message`` with the server's folders replaced by the uploaded file's name."""
+        if job.upload is not None:
+            message = message.replace(str(job.upload), job.name)
+        return message.replace(str(job.folder), job.name).replace(str(self.folder.base), "<jobs folder>")
 
     def _run(self, job: Job) -> None:
         import maskwatch
@@ -344,12 +416,15 @@ class JobManager:
         alerts = Alerts()
         sinks = [_Progress(job), JsonlWriter(job.folder / "frames.jsonl"), CsvWriter(job.folder / "faces.csv"),
                  saver, report, alerts]
-        db = os.environ.get("MASKWATCH_DB")
-        if db:  # maskwatch serve --db: jobs are recorded like detect runs
+        if self.db:  # maskwatch serve --db: jobs are recorded like detect runs
             from maskwatch.events import EventLog
 
-            sinks.append(EventLog(db, command=f"maskwatch serve: video job {job.id} ({job.name})"))
-        maskwatch.run([str(job.upload)], sinks, self.engine, handle_signals=False, progress=False)
+            sinks.append(EventLog(self.db, command=f"maskwatch serve: video job {job.id} ({job.name})"))
+        failures: list[MaskwatchError] = []  # a video that breaks off: its decoded frames are kept, as the CLI does
+        maskwatch.run([str(job.upload)], sinks, self.engine, handle_signals=False, progress=False,
+                      skip_bad_inputs=True, on_error=failures.append)
+        if failures and job.frames == 0:
+            raise failures[0]
         if saver.saved:
             saver.saved[0].rename(job.folder / "video.mp4")
         shutil.rmtree(media, ignore_errors=True)
@@ -363,6 +438,8 @@ class JobManager:
                       "timeline": report.timeline(report.sources[0]) if report.sources else []}
         for row in job.result["timeline"]:
             row.pop("source", None)
+        if failures:
+            job.status, job.error = "failed", self._public(str(failures[0]), job)
 
     def close(self) -> None:
         with self._wake:
@@ -371,7 +448,7 @@ class JobManager:
                 j.cancel.set()
             self._wake.notify_all()
         self._thread.join(10)
-        shutil.rmtree(self.root, ignore_errors=True)
+        self.folder.close()
 
 
 # ---------------------------------------------------------------------------------------- routes
@@ -381,8 +458,9 @@ router = APIRouter(tags=["video jobs"])
 
 def _manager(request: Request) -> JobManager:
     def make() -> JobManager:
-        settings = getattr(request.app.state, "settings", None)
-        return JobManager(request.app.state.pool.engine, max_pixels=getattr(settings, "max_frame_pixels", None))
+        settings = request.app.state.settings
+        return JobManager(request.app.state.pool.engine, max_pixels=settings.max_frame_pixels,
+                          folder=settings.jobs_dir, db=settings.db)
 
     return lazy_state(request.app, "jobs", make)
 
@@ -421,7 +499,7 @@ async def job_file(request: Request, job_id: str, name: str):
     except JobError as exc:
         return _answer(exc)
     path = job.folder / name
-    if name not in JOB_FILES or not path.is_file() or job.status != "done":
+    if name not in JOB_FILES or not path.is_file() or job.result is None or job.status == "running":
         return JSONResponse({"detail": f"job {job_id} has no file {name!r} (yet); files: "
                                        f"{', '.join(JOB_FILES)}"}, status_code=404)
     download = f"{Path(job.name).stem}-{name}"

@@ -12,7 +12,6 @@ events are recorded there as a source ``live:<id>`` (times, boxes, labels; never
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
@@ -156,7 +155,7 @@ router = APIRouter(tags=["live"])
 def _sessions(request: Request) -> LiveSessions:
     def make() -> LiveSessions:
         s = request.app.state.settings
-        return LiveSessions(max_sessions=getattr(s, "max_live_sessions", 32), db=os.environ.get("MASKWATCH_DB") or None,
+        return LiveSessions(max_sessions=getattr(s, "max_live_sessions", 32), db=s.db,
                             per_client=getattr(s, "max_live_sessions_per_client", 4))
 
     return lazy_state(request.app, "live_sessions", make)
