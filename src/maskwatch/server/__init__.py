@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fastapi import FastAPI
 
     from maskwatch.faces.detector import DetectorSettings
-    from maskwatch.server.app import ServerSettings
+    from maskwatch.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,20 @@ def lazy_state(app: Any, name: str, factory: Callable[[], Any]) -> Any:
     return value
 
 
+def _log_requests_to_stderr() -> None:
+    """Requests go to stderr, one line each, whatever the log level (``MASKWATCH_ACCESS_LOG=0`` turns them off)."""
+    import sys
+
+    access = logging.getLogger("maskwatch.access")
+    if not any(getattr(h, "_maskwatch_access", False) for h in access.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._maskwatch_access = True  # type: ignore[attr-defined]
+        access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+
+
 def create_app(settings: ServerSettings | None = None, engine: Any = None) -> FastAPI:
     """Build the FastAPI application (see :func:`maskwatch.server.app.create_app`)."""
     try:
@@ -149,7 +163,8 @@ def serve(
     try:
         import uvicorn
 
-        from maskwatch.server.app import ServerSettings, create_app as _create_app, load_engine
+        from maskwatch.server.app import create_app as _create_app, load_engine
+        from maskwatch.server.settings import ServerSettings
     except ImportError as exc:
         raise DependencyError(f"{_EXTRA_HINT} ({exc})") from exc
 
@@ -159,6 +174,8 @@ def serve(
         mirror_photos=mirror_photos, db=db,
     )
     logging.getLogger("maskwatch").setLevel(settings.log_level.upper())
+    if settings.access_log:
+        _log_requests_to_stderr()
     if not is_loopback(settings.host):
         log.warning(
             "maskwatch serve is listening on %s, reachable from other machines: the API has no "

@@ -26,7 +26,6 @@ import copy
 import fcntl
 import json
 import logging
-import os
 import re
 import shutil
 import threading
@@ -37,11 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.requests import Request
 
 from maskwatch.errors import MaskwatchError
-from maskwatch.server import lazy_state
+from maskwatch.server.errors import HTTPError
+from maskwatch.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,28 +64,6 @@ _VIDEO_MAGIC = ((4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"), (0, b"RIFF"), (0, b"\x00
 def looks_like_video(head: bytes) -> bool:
     """Whether the first bytes are those of a video container (MP4/MOV, WebM/MKV, AVI, MPEG-PS, FLV, WMV)."""
     return any(head[off:off + len(magic)] == magic for off, magic in _VIDEO_MAGIC)
-
-
-@dataclass
-class JobSettings:
-    """Limits of video jobs (``MASKWATCH_MAX_VIDEO_MB``, ``MASKWATCH_MAX_VIDEO_S``, ``MASKWATCH_MAX_JOBS``,
-    ``MASKWATCH_JOB_TTL_S``)."""
-
-    max_video_mb: float = 200.0
-    max_video_s: float = 600.0
-    max_jobs: int = 4
-    job_ttl_s: float = 3600.0
-
-    @classmethod
-    def from_env(cls, env=None) -> JobSettings:
-        env = os.environ if env is None else env
-        d = cls()
-        return cls(
-            max_video_mb=float(env.get("MASKWATCH_MAX_VIDEO_MB") or d.max_video_mb),
-            max_video_s=float(env.get("MASKWATCH_MAX_VIDEO_S") or d.max_video_s),
-            max_jobs=int(env.get("MASKWATCH_MAX_JOBS") or d.max_jobs),
-            job_ttl_s=float(env.get("MASKWATCH_JOB_TTL_S") or d.job_ttl_s),
-        )
 
 
 def default_jobs_dir() -> Path:
@@ -143,12 +120,6 @@ class JobsFolder:
         shutil.rmtree(self.path, ignore_errors=True)
         Path(self._lock.name).unlink(missing_ok=True)
         self._lock.close()
-
-
-class JobError(Exception):
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.detail, self.headers = status, detail, headers or {}
 
 
 @dataclass
@@ -214,12 +185,11 @@ class _Progress:
 class JobManager:
     """Queue and run video jobs one at a time on a background thread; see the module doc."""
 
-    def __init__(self, engine, settings: JobSettings | None = None, max_pixels: int | None = None,
-                 folder: Path | None = None, db: str | None = None) -> None:
-        self.settings = settings or JobSettings.from_env()
-        self.engine = self._own_engine(engine, max_pixels)
-        self.db = db
-        self.folder = JobsFolder(folder if folder is not None else default_jobs_dir())
+    def __init__(self, engine, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.engine = self._own_engine(engine, settings.max_frame_pixels)
+        self.db = settings.db
+        self.folder = JobsFolder(Path(settings.jobs_dir) if settings.jobs_dir else default_jobs_dir())
         self.root = self.folder.path
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
@@ -258,7 +228,7 @@ class JobManager:
         self.sweep()
         job = self.jobs.get(job_id)
         if job is None:
-            raise JobError(404, f"no job {job_id!r} (jobs and their files are removed "
+            raise HTTPError(404, f"no job {job_id!r} (jobs and their files are removed "
                                 f"{self.settings.job_ttl_s:g} s after they finish).")
         return job
 
@@ -280,15 +250,15 @@ class JobManager:
         try:
             check_blur(blur)
         except MaskwatchError as exc:
-            raise JobError(422, str(exc)) from None
+            raise HTTPError(422, str(exc)) from None
         limit = int(self.settings.max_video_mb * MB)
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            raise JobError(413, f"the video is {int(declared) / MB:.1f} MB; videos up to "
+            raise HTTPError(413, f"the video is {int(declared) / MB:.1f} MB; videos up to "
                                 f"{self.settings.max_video_mb:g} MB are accepted. Cut or compress it first.")
         with self._lock:  # a place in the job queue is taken before any byte is stored
             if self.active() + self._uploading >= self.settings.max_jobs:
-                raise JobError(503, f"{self.settings.max_jobs} video jobs are already uploading, waiting or running; "
+                raise HTTPError(503, f"{self.settings.max_jobs} video jobs are already uploading, waiting or running; "
                                     "try again in a minute.", {"Retry-After": "30"})
             self._uploading += 1
         try:
@@ -310,7 +280,7 @@ class JobManager:
         upload = folder / ("upload" + (Path(safe).suffix.lower() or ".mp4"))
         size = 0
         head = b""
-        idle = float(getattr(getattr(request.app.state, "settings", None), "upload_timeout_s", None) or 30.0)
+        idle = self.settings.upload_timeout_s
         chunks = request.stream().__aiter__()
         try:
             with upload.open("wb") as fh:
@@ -320,23 +290,23 @@ class JobManager:
                     except StopAsyncIteration:
                         break
                     except asyncio.TimeoutError:
-                        raise JobError(408, f"the upload stalled: nothing arrived for {idle:g} s; send the video "
+                        raise HTTPError(408, f"the upload stalled: nothing arrived for {idle:g} s; send the video "
                                             "again.") from None
                     size += len(chunk)
                     if size > limit:
-                        raise JobError(413, f"the video is over {self.settings.max_video_mb:g} MB, the limit for "
+                        raise HTTPError(413, f"the video is over {self.settings.max_video_mb:g} MB, the limit for "
                                             "uploads; cut or compress it first.")
                     if len(head) < 16:
                         head += chunk[:16]
                     fh.write(chunk)
             if size == 0:
-                raise JobError(422, "the request body is empty; send the video file as the body of the POST.")
+                raise HTTPError(422, "the request body is empty; send the video file as the body of the POST.")
             if not looks_like_video(head):
-                raise JobError(415, "this is not a video file (MP4, MOV, WebM, MKV, AVI); for a photo use the "
+                raise HTTPError(415, "this is not a video file (MP4, MOV, WebM, MKV, AVI); for a photo use the "
                                     "photo upload (POST /v1/detect).")
             total, fps, duration = self._probe(upload)
             if duration is not None and duration > self.settings.max_video_s:
-                raise JobError(413, f"the video lasts {duration:.0f} s; videos up to {self.settings.max_video_s:g} s "
+                raise HTTPError(413, f"the video lasts {duration:.0f} s; videos up to {self.settings.max_video_s:g} s "
                                     "are accepted. Cut it into parts.")
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -354,10 +324,10 @@ class JobManager:
             w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
             limit = self.engine.max_pixels
             if cap.isOpened() and w * h > limit:  # from the stream header, before a frame is decoded
-                raise JobError(413, f"the video's frames are {w}x{h} pixels, over the limit of {limit:,} pixels per "
+                raise HTTPError(413, f"the video's frames are {w}x{h} pixels, over the limit of {limit:,} pixels per "
                                     "frame (MASKWATCH_MAX_FRAME_PIXELS); scale it down first.")
             if not cap.isOpened() or not cap.grab():
-                raise JobError(422, "the video cannot be decoded (corrupt, truncated or an unsupported codec).")
+                raise HTTPError(422, "the video cannot be decoded (corrupt, truncated or an unsupported codec).")
             fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
             n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         finally:
@@ -367,7 +337,7 @@ class JobManager:
 
     # ------------------------------------------------------------------ the worker
     def _work(self) -> None:
-        from maskwatch.server.app import give_memory_back
+        from maskwatch.server.pool import give_memory_back
 
         every = max(0.1, min(60.0, self.settings.job_ttl_s / 4))  # expired jobs go without anyone asking
         while True:
@@ -451,67 +421,4 @@ class JobManager:
         self.folder.close()
 
 
-# ---------------------------------------------------------------------------------------- routes
-
-router = APIRouter(tags=["video jobs"])
-
-
-def _manager(request: Request) -> JobManager:
-    def make() -> JobManager:
-        settings = request.app.state.settings
-        return JobManager(request.app.state.pool.engine, max_pixels=settings.max_frame_pixels,
-                          folder=settings.jobs_dir, db=settings.db)
-
-    return lazy_state(request.app, "jobs", make)
-
-
-def _answer(exc: JobError) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
-
-
-@router.post("/v1/jobs", status_code=202, summary="Start a video job (the video is the request body)",
-             openapi_extra={"requestBody": {"required": True, "content": {
-                 "video/mp4": {"schema": {"type": "string", "format": "binary"}},
-                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
-async def create_job(request: Request, name: str = Query("video.mp4", max_length=200),
-                     blur: str = Query("none", description="blur faces in the annotated video: "
-                                                           "none | all | without_mask | with_mask")):
-    """Queue a video (MP4, MOV, WebM, MKV, AVI): 202 with the job; poll ``GET /v1/jobs/{id}``."""
-    try:
-        job = await _manager(request).create(request, name, blur)
-    except JobError as exc:
-        return _answer(exc)
-    return JSONResponse(job.to_dict(), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
-
-
-@router.get("/v1/jobs/{job_id}", summary="A video job's state, progress and (when done) results")
-async def get_job(request: Request, job_id: str):
-    try:
-        return JSONResponse(_manager(request).get(job_id).to_dict())
-    except JobError as exc:
-        return _answer(exc)
-
-
-@router.get("/v1/jobs/{job_id}/files/{name}", summary="A file a finished video job made")
-async def job_file(request: Request, job_id: str, name: str):
-    try:
-        job = _manager(request).get(job_id)
-    except JobError as exc:
-        return _answer(exc)
-    path = job.folder / name
-    if name not in JOB_FILES or not path.is_file() or job.result is None or job.status == "running":
-        return JSONResponse({"detail": f"job {job_id} has no file {name!r} (yet); files: "
-                                       f"{', '.join(JOB_FILES)}"}, status_code=404)
-    download = f"{Path(job.name).stem}-{name}"
-    return FileResponse(path, media_type=JOB_FILES[name],
-                        content_disposition_type="inline" if name.endswith((".mp4", ".png")) else "attachment",
-                        filename=download)
-
-
-@router.delete("/v1/jobs/{job_id}", status_code=204, summary="Cancel a video job and delete its files")
-async def delete_job(request: Request, job_id: str):
-    try:
-        _manager(request).delete(job_id)
-    except JobError as exc:
-        return _answer(exc)
-    return Response(status_code=204)
+__all__ = ["Job", "JobManager", "JobsFolder", "default_jobs_dir", "looks_like_video"]

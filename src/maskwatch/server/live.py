@@ -17,12 +17,8 @@ import time
 from collections import deque
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
-
 from maskwatch.defaults import MIN_TRACK_FRAMES
 from maskwatch.report import ComplianceReport
-from maskwatch.server import lazy_state
 
 SESSION_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 
@@ -104,7 +100,7 @@ class LiveSessions:
     def get(self, session_id: str, engine, client: str = "?") -> LiveSession:
         """The session ``session_id`` (a new one if needed), or :class:`UploadError` 503 / 429 when
         all sessions, or all of ``client``'s, are taken."""
-        from maskwatch.server.uploads import UploadError
+        from maskwatch.server.errors import HTTPError
 
         now = time.monotonic()
         with self._lock:
@@ -113,12 +109,12 @@ class LiveSessions:
             if sess is None:
                 mine = sum(v.client == client for v in self.sessions.values())
                 if mine >= self.per_client:
-                    error = UploadError(
+                    error = HTTPError(
                         429, f"your address has {mine} live camera sessions open, the limit is {self.per_client} "
                         f"(MASKWATCH_MAX_LIVE_SESSIONS_PER_CLIENT); end one (DELETE /v1/live?session=ID) or wait "
                         f"{self.idle_s:g} s for an idle one to close.", headers={"Retry-After": "60"})
                 elif len(self.sessions) >= self.max_sessions:
-                    error = UploadError(
+                    error = HTTPError(
                         503, f"too many live camera sessions at once ({self.max_sessions}); try again in a minute.",
                         headers={"Retry-After": "60"})
                 else:
@@ -149,66 +145,4 @@ class LiveSessions:
             self.event_log.close()
 
 
-router = APIRouter(tags=["live"])
-
-
-def _sessions(request: Request) -> LiveSessions:
-    def make() -> LiveSessions:
-        s = request.app.state.settings
-        return LiveSessions(max_sessions=getattr(s, "max_live_sessions", 32), db=s.db,
-                            per_client=getattr(s, "max_live_sessions_per_client", 4))
-
-    return lazy_state(request.app, "live_sessions", make)
-
-
-@router.post("/v1/live", summary="One live camera frame, tracked within a session, with running totals")
-async def live_frame(request: Request, session: str = Query(..., pattern=SESSION_PATTERN,
-                                                             description="the browser's session id (8-64 of A-Z a-z 0-9 _ -)")):
-    from maskwatch.io.images import decode_image_with_size, probe_image
-    from maskwatch.server.admission import client_key
-    from maskwatch.server.app import give_memory_back, to_full_size
-    from maskwatch.server.uploads import UploadError, require_image
-
-    settings = request.app.state.settings
-    pool = request.app.state.pool
-    uploads = await pool.receive(request)  # an upload slot while the frame arrives
-    with pool.admit():  # then the same bounded queue as /v1/detect (503 when full)
-        if len(uploads) != 1:
-            raise UploadError(422, f"send one frame per request to /v1/live, got {len(uploads)} files.")
-        upload = uploads[0]
-        require_image(upload)
-        sess = _sessions(request).get(session, pool.engine, client_key(request.scope.get("client")))
-
-        info = probe_image(upload.data, name="frame")  # the header, before anything is decoded
-        if info.pixels > settings.max_frame_pixels:
-            raise UploadError(413, f"the frame is {info.width}x{info.height} pixels, over the limit of "
-                                   f"{settings.max_frame_pixels:,} pixels per live frame; send smaller frames "
-                                   "(the page sends at most 1280 px wide).")
-
-        def work(worker):
-            try:
-                t0 = time.perf_counter()
-                # The detector sees the frame at the live detection size: decode no larger than twice that.
-                image, full = decode_image_with_size(upload.data, name="frame", max_pixels=settings.max_frame_pixels,
-                                                     reduce_to=2 * settings.live_detect_size)
-                t1 = time.perf_counter()
-                boxes = worker.live.find_faces(image)  # the worker's own detector at the live detection size
-                t2 = time.perf_counter()
-                out = sess.add(worker.live, image, boxes, {"decode": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3})
-                del image
-                to_full_size(out[0], full)
-                return out
-            finally:
-                give_memory_back(info.pixels)
-
-        result, totals = await pool.run(work, request)  # dropped if the browser has gone meanwhile
-    body = result.to_dict()
-    body["session"] = totals
-    timing = ", ".join(f"{k};dur={v:.1f}" for k, v in result.timings_ms.items())
-    return JSONResponse(body, headers={"Server-Timing": timing})
-
-
-@router.delete("/v1/live", status_code=204, summary="End a live camera session")
-async def end_live(request: Request, session: str = Query(..., pattern=SESSION_PATTERN)):
-    _sessions(request).end(session)
-    return Response(status_code=204)
+__all__ = ["LiveSession", "LiveSessions", "SESSION_PATTERN"]

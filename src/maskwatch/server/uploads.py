@@ -16,6 +16,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from maskwatch.io.images import ACCEPTED_FORMATS_TEXT, sniff_image_format
+from maskwatch.server.errors import ClientGone, HTTPError
 
 #: Image formats recognised by their first bytes (the rest falls back to Pillow's own sniffing).
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -30,18 +31,8 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 ACCEPTED_FORMATS = ACCEPTED_FORMATS_TEXT
 
 
-class UploadError(Exception):
-    """A request whose body cannot be used; carries the HTTP status and a message for a person."""
-
-    def __init__(self, status_code: int, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
-        self.headers = headers or {}
-
-
-class ClientGone(Exception):
-    """The client closed the connection (mid-upload, or while its request waited): nobody to answer."""
+#: The one HTTP error type (kept under its old name here: upload problems are HTTP errors).
+UploadError = HTTPError
 
 
 @dataclass(frozen=True)
