@@ -191,7 +191,7 @@ def test_detect_annotated_image(client, scene_bytes, fmt, magic):
     assert r.headers["content-type"] == f"image/{fmt}"
     assert r.content.startswith(magic)
     img = Image.open(io.BytesIO(r.content))
-    assert img.size == (780, 520)
+    assert img.size[0] == 780 and img.size[1] >= 520  # a legend under the photo when labels were shortened
     assert int(r.headers["x-faces-total"]) >= 3
 
 

@@ -110,7 +110,7 @@ async def detect(
                 result.timings_ms = {"decode": decode_ms, **result.timings_ms}
                 body = None
                 if want_image and result.image is not None:  # drawn at the decoded size
-                    body = encode_image(annotate(result.image, result.faces, counts=banner), fmt)
+                    body = encode_image(annotate(result.image, result.faces, counts=banner, still=True), fmt)
                 result.image = None
                 to_full_size(result, full)
                 return result, body
