@@ -67,3 +67,38 @@ def test_place_labels_moves_a_label_off_the_right_edge_and_below_a_neighbour():
     labels = place_labels(boxes, [["without_mask 90%"], ["with_mask 80%"]], (410, 230), lambda t, i: (8 * len(t), 18))
     assert all(lab.x + lab.w <= 410 for lab in labels)
     assert not labels[0].hits(labels[1]) and not any(lab.overlaps for lab in labels)
+
+
+# ------------------------------------------------------------------------------------ error texts
+
+
+@pytest.fixture(scope="module")
+def client(engine, tmp_path_factory):
+    pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+    from fastapi.testclient import TestClient
+
+    from maskwatch.server.app import ServerSettings, create_app
+
+    jobs = str(tmp_path_factory.mktemp("jobs"))
+    with TestClient(create_app(ServerSettings(workers=1, jobs_dir=jobs), engine=engine),
+                    base_url="http://127.0.0.1") as c:
+        yield c
+
+
+def test_a_photo_error_shows_no_python_bytes(client):
+    """Before: "its bytes start with b'hello\\n'"."""
+    detail = client.post("/v1/detect", content=b"hello\n").json()["detail"]
+    assert 'it starts with the text "hello"' in detail and "b'" not in detail
+    detail = client.post("/v1/detect", content=b"\x00\x01\x02\xfe\x80abc").json()["detail"]
+    assert "the bytes 00 01 02 fe 80 61 62 63" in detail and "\\x" not in detail
+
+
+def test_a_text_file_sent_as_a_video_names_the_video_endpoint(client):
+    """Before: the answer pointed a .txt to the photo endpoint, POST /v1/detect."""
+    resp = client.post("/v1/jobs?name=notes.txt", content=b"hello\n")
+    detail = resp.json()["detail"]
+    assert resp.status_code == 415 and "/v1/jobs" in detail and "/v1/detect" not in detail
+    assert 'notes.txt is not a video file (it starts with the text "hello")' in detail
+    photo = cv2.imencode(".jpg", np.full((40, 40, 3), 128, np.uint8))[1].tobytes()
+    detail = client.post("/v1/jobs?name=me.jpg", content=photo).json()["detail"]
+    assert "is a photo" in detail and "/v1/detect" in detail

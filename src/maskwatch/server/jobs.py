@@ -122,6 +122,17 @@ class JobsFolder:
         self._lock.close()
 
 
+def not_a_video(name: str, head: bytes) -> str:
+    """Why an upload to ``/v1/jobs`` is refused, naming the endpoint that takes what it is."""
+    from maskwatch.server.uploads import describe_bytes, sniff_format
+
+    if sniff_format(head + b"\x00" * 16) is not None:
+        return (f"{name} is a photo, not a video: video jobs (POST /v1/jobs) take MP4, MOV, WebM, MKV or AVI files; "
+                "send photos to the Photo tab (POST /v1/detect).")
+    return (f"{name} is not a video file (it starts with {describe_bytes(head)}): video jobs (POST /v1/jobs) take "
+            "MP4, MOV, WebM, MKV or AVI files.")
+
+
 @dataclass
 class Job:
     id: str
@@ -302,8 +313,7 @@ class JobManager:
             if size == 0:
                 raise HTTPError(422, "the request body is empty; send the video file as the body of the POST.")
             if not looks_like_video(head):
-                raise HTTPError(415, "this is not a video file (MP4, MOV, WebM, MKV, AVI); for a photo use the "
-                                    "photo upload (POST /v1/detect).")
+                raise HTTPError(415, not_a_video(safe, head))
             total, fps, duration = self._probe(upload)
             if duration is not None and duration > self.settings.max_video_s:
                 raise HTTPError(413, f"the video lasts {duration:.0f} s; videos up to {self.settings.max_video_s:g} s "

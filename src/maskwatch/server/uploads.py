@@ -248,6 +248,20 @@ def sniff_format(data: bytes) -> str | None:
     return sniff_image_format(data)
 
 
+def describe_bytes(data: bytes, n: int = 8) -> str:
+    """The first bytes of an upload for a person: quoted text when they are text, else hex."""
+    head = bytes(data[:n])
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(ch.isprintable() or ch in "\t\r\n" for ch in text):
+        shown = text.replace("\r", " ").replace("\n", " ").replace("\t", " ").strip() or "blank space"
+        more = "…" if len(data) > n else ""
+        return f'the text "{shown}{more}"' if shown != "blank space" else "blank space"
+    return "the bytes " + " ".join(f"{b:02x}" for b in head)
+
+
 def require_image(upload: Upload) -> str:
     """Return the sniffed format of an upload or raise a 415/422 :class:`UploadError` saying why not."""
     if not upload.data:
@@ -259,7 +273,7 @@ def require_image(upload: Upload) -> str:
     if fmt is None:
         declared = f" (declared as {upload.declared_type})" if upload.declared_type else ""
         raise UploadError(
-            415, f"{upload.label}{declared} is not an image: its bytes start with {bytes(upload.data[:8])!r}. "
+            415, f"{upload.label}{declared} is not an image: it starts with {describe_bytes(upload.data)}. "
             f"Send a {ACCEPTED_FORMATS} file."
         )
     return fmt
