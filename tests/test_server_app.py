@@ -100,3 +100,18 @@ def test_one_access_log_line_per_request(engine, caplog):
     assert all(found), lines
     assert [(m.group(1), m.group(2), m.group(3)) for m in found] == [("POST", "/v1/detect", "415"),
                                                                      ("GET", "/health?x=1", "200")]
+
+
+def test_serve_options_left_out_let_the_environment_apply(monkeypatch):
+    from click.testing import CliRunner
+
+    import maskwatch.server
+    from maskwatch.cli import cli
+
+    seen = {}
+    monkeypatch.setattr(maskwatch.server, "serve", lambda **kw: seen.update(kw))
+    assert CliRunner().invoke(cli, ["serve"]).exit_code == 0
+    assert seen["host"] is None and seen["port"] is None and seen["max_upload_mb"] is None
+    s = ServerSettings.from_env({"MASKWATCH_PORT": "9123", "MASKWATCH_MAX_UPLOAD_MB": "3"},
+                                host=seen["host"], port=seen["port"], max_upload_mb=seen["max_upload_mb"])
+    assert (s.host, s.port, s.max_upload_mb) == ("127.0.0.1", 9123, 3.0)

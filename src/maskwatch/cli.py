@@ -505,10 +505,11 @@ def models_fetch(dest) -> None:
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--host", default=None, help="Address to listen on (MASKWATCH_HOST)  [default: 127.0.0.1]")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="(MASKWATCH_PORT)  [default: 8000]")
 @detector_options
-@click.option("--max-upload-mb", type=click.FloatRange(0.01), default=MAX_UPLOAD_MB, show_default=True)
+@click.option("--max-upload-mb", type=click.FloatRange(0.01), default=None,
+              help=f"Photo upload limit (MASKWATCH_MAX_UPLOAD_MB)  [default: {MAX_UPLOAD_MB:g}]")
 @click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
               help="Record live camera sessions and video jobs in this SQLite event log (MASKWATCH_DB).")
 @click.option("--mirror/--no-mirror", default=None,

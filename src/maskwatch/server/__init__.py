@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from maskwatch.defaults import MAX_UPLOAD_MB
 from maskwatch.errors import DependencyError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -137,12 +136,12 @@ def create_app(settings: ServerSettings | None = None, engine: Any = None) -> Fa
 
 
 def serve(
-    host: str = "127.0.0.1",
-    port: int = 8000,
+    host: str | None = None,
+    port: int | None = None,
     model: str | None = None,
     detector: str = "auto",
     detector_model: str | None = None,
-    max_upload_mb: float = MAX_UPLOAD_MB,
+    max_upload_mb: float | None = None,
     log_level: str | None = None,
     on_ready: Callable[[str], None] | None = None,
     detector_settings: DetectorSettings | None = None,
