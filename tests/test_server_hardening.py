@@ -264,6 +264,10 @@ def test_serve_honours_maskwatch_log_level(engine, monkeypatch):
     monkeypatch.setattr(app_module, "load_engine", lambda settings: engine)
     monkeypatch.setenv("MASKWATCH_LOG_LEVEL", "debug")
     level = logging.getLogger("maskwatch").level
+    access = logging.getLogger("maskwatch.access")
+    monkeypatch.setattr(access, "handlers", list(access.handlers))  # serve() adds its stderr handler: undone after
+    monkeypatch.setattr(access, "propagate", access.propagate)
+    monkeypatch.setattr(access, "level", access.level)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
