@@ -87,6 +87,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     415: {"model": ErrorModel, "description": "the body is not a JPEG, PNG, WebP, BMP, TIFF or GIF image (judged "
           "from its bytes; EPS, PDF, SVG are never decoded)"},
     422: {"model": ErrorModel, "description": "corrupt or truncated image, empty body, malformed form, bad parameter"},
+    429: {"model": ErrorModel, "description": "this client holds all the live sessions it may "
+          "(MASKWATCH_MAX_LIVE_SESSIONS_PER_CLIENT); end one or retry after `Retry-After`"},
     431: {"model": ErrorModel, "description": "too many or too large request headers"},
-    503: {"model": ErrorModel, "description": "the queue is full; retry after the `Retry-After` header's seconds"},
+    503: {"model": ErrorModel, "description": "the server is busy (uploads arriving, the queue or the live sessions "
+          "are full); retry after the `Retry-After` header's seconds"},
 }
