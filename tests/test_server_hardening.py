@@ -205,8 +205,9 @@ def test_start_up_sweeps_what_a_killed_server_left_in_the_jobs_folder(engine, tm
     try:
         app = create_app(ServerSettings(workers=1, jobs_dir=str(tmp_path)), engine=engine)
         with TestClient(app, base_url="http://127.0.0.1") as c:
-            assert c.get("/v1/jobs/none").status_code == 404  # the jobs manager starts
+            # Swept at start-up, before anyone uses the jobs API.
             assert not dead.exists() and not (tmp_path / "server-killed.lock").exists() and running.path.is_dir()
+            assert c.get("/v1/jobs/none").status_code == 404  # the jobs manager starts
             own = c.app.state.jobs.root
             assert own.parent == tmp_path
         assert not own.exists()  # a clean stop removes its own folder

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -24,6 +25,7 @@ from maskwatch.engine import MaskDetector
 from maskwatch.server import is_loopback
 from maskwatch.server.errors import install_error_handlers
 from maskwatch.server.guard import RequestGuard
+from maskwatch.server import jobs
 from maskwatch.server.pool import EnginePool, give_memory_back, load_engine
 from maskwatch.server.routes import ROUTERS
 from maskwatch.server.routes.info import STATIC_DIR
@@ -53,6 +55,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        # What a killed server left in the jobs folder goes now, not when the jobs API is first used.
+        folder = Path(settings.jobs_dir) if settings.jobs_dir else jobs.default_jobs_dir()
+        await run_in_threadpool(jobs.sweep_leftovers, folder)
         eng = engine if engine is not None else await run_in_threadpool(load_engine, settings)
         pool = EnginePool(eng, settings)
         await pool.warm_up()

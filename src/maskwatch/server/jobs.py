@@ -73,6 +73,31 @@ def default_jobs_dir() -> Path:
     return cache_dir() / "jobs"
 
 
+def sweep_leftovers(base: Path) -> int:
+    """Remove the ``server-*`` folders under ``base`` whose server is gone (their lock is free); how many."""
+    base = Path(base).expanduser()
+    if not base.is_dir():
+        return 0
+    swept = 0
+    names = {p.name.removesuffix(".lock") for p in base.glob("server-*")}
+    for name in sorted(names):
+        folder, lock = base / name, base / f"{name}.lock"
+        if folder.is_symlink() or lock.is_symlink():
+            continue
+        try:
+            with open(lock, "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: its server is gone
+                if folder.is_dir():
+                    shutil.rmtree(folder, ignore_errors=True)
+                    swept += 1
+                lock.unlink(missing_ok=True)
+        except OSError:  # BlockingIOError: a running server's folder
+            continue
+    if swept:
+        log.info("removed %d jobs folders left behind by servers that stopped without cleaning up", swept)
+    return swept
+
+
 class JobsFolder:
     """This server's folder under the jobs folder, locked while it runs; start-up sweeps dead servers' folders.
 
@@ -96,25 +121,8 @@ class JobsFolder:
                                  "writable folder with MASKWATCH_JOBS_DIR.") from exc
 
     def sweep_leftovers(self) -> int:
-        """Remove the folders of servers that are no longer running (their lock is free); how many."""
-        swept = 0
-        names = {p.name.removesuffix(".lock") for p in self.base.glob("server-*")}
-        for name in sorted(names):
-            folder, lock = self.base / name, self.base / f"{name}.lock"
-            if folder.is_symlink() or lock.is_symlink():
-                continue
-            try:
-                with open(lock, "a") as fh:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: its server is gone
-                    if folder.is_dir():
-                        shutil.rmtree(folder, ignore_errors=True)
-                        swept += 1
-                    lock.unlink(missing_ok=True)
-            except OSError:  # BlockingIOError: a running server's folder
-                continue
-        if swept:
-            log.info("removed %d jobs folders left behind by servers that stopped without cleaning up", swept)
-        return swept
+        """Remove the folders of servers that are no longer running; how many."""
+        return sweep_leftovers(self.base)
 
     def close(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -431,4 +439,4 @@ class JobManager:
         self.folder.close()
 
 
-__all__ = ["Job", "JobManager", "JobsFolder", "default_jobs_dir", "looks_like_video"]
+__all__ = ["Job", "JobManager", "JobsFolder", "default_jobs_dir", "looks_like_video", "sweep_leftovers"]
