@@ -281,3 +281,18 @@ def test_serve_honours_maskwatch_log_level(engine, monkeypatch):
     monkeypatch.setenv("MASKWATCH_LOG_LEVEL", "loud")
     with pytest.raises(Exception, match="unknown log level 'loud'"):
         server.serve(host="127.0.0.1", port=port)
+
+
+def test_one_client_cannot_take_every_video_job_place(engine, tmp_path, monkeypatch):
+    monkeypatch.setenv("MASKWATCH_MAX_JOBS", "4")
+    clip = write_clip(tmp_path / "c.mp4", [np.full((120, 160, 3), 90, np.uint8)] * 5).read_bytes()
+    with LiveServer(create_app(ServerSettings.from_env(workers=1, jobs_dir=str(tmp_path)), engine=engine)) as srv:
+        slow = [slow_upload(srv.port, "127.0.0.2", 5_000_000, path="/v1/jobs", first=clip[:64], ctype="video/mp4")
+                for _ in range(2)]
+        wait_until(lambda: getattr(srv.app.state, "jobs", None) is not None and srv.app.state.jobs._uploading == 2)
+        third = slow_upload(srv.port, "127.0.0.2", len(clip), path="/v1/jobs", first=clip, ctype="video/mp4")
+        status, raw = read_response(third)
+        assert status == 429 and b"half of MASKWATCH_MAX_JOBS" in raw
+        assert post(srv.port, clip, path="/v1/jobs")[0] == 202  # another address still gets a place
+        for s in [*slow, third]:
+            s.close()

@@ -31,7 +31,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from typing import Any
 from starlette.requests import Request
 
 from maskwatch.errors import MaskwatchError
+from maskwatch.server.admission import client_key
 from maskwatch.server.errors import HTTPError
 from maskwatch.server.settings import ServerSettings
 
@@ -158,6 +159,7 @@ class Job:
     error: str | None = None
     result: dict[str, Any] | None = None
     upload: Path | None = None
+    client: str = "?"
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,6 +217,7 @@ class JobManager:
         self._wake = threading.Condition(self._lock)
         self._closed = False
         self._uploading = 0  # uploads arriving now: they hold a place in the job queue
+        self._uploading_by: Counter[str] = Counter()  # ... by client address
         self._thread = threading.Thread(target=self._work, name="maskwatch-jobs", daemon=True)
         self._thread.start()
 
@@ -275,19 +278,33 @@ class JobManager:
         if declared and declared.isdigit() and int(declared) > limit:
             raise HTTPError(413, f"the video is {int(declared) / MB:.1f} MB; videos up to "
                                 f"{self.settings.max_video_mb:g} MB are accepted. Cut or compress it first.")
+        client = client_key(request.scope.get("client"))
+        per_client = max(1, self.settings.max_jobs // 2)
         with self._lock:  # a place in the job queue is taken before any byte is stored
             if self.active() + self._uploading >= self.settings.max_jobs:
                 raise HTTPError(503, f"{self.settings.max_jobs} video jobs are already uploading, waiting or running; "
                                     "try again in a minute.", {"Retry-After": "30"})
+            mine = self._uploading_by[client] + sum(
+                j.client == client and j.status in ("queued", "running") for j in self.jobs.values())
+            if mine >= per_client:
+                raise HTTPError(429, f"your address has {mine} video jobs uploading, waiting or running; one address "
+                                     f"may have {per_client} (half of MASKWATCH_MAX_JOBS). Wait for one to finish.",
+                                {"Retry-After": "30"})
             self._uploading += 1
+            self._uploading_by[client] += 1
+        job = None
         try:
             job = await self._receive(request, name, blur, limit)
+            job.client = client
         finally:
-            with self._lock:
+            with self._wake:  # the place passes to the job, or is given back, in one step
                 self._uploading -= 1
-        with self._wake:
-            self.jobs[job.id] = job
-            self._wake.notify()
+                self._uploading_by[client] -= 1
+                if self._uploading_by[client] <= 0:
+                    del self._uploading_by[client]
+                if job is not None:
+                    self.jobs[job.id] = job
+                    self._wake.notify()
         return job
 
     async def _receive(self, request: Request, name: str, blur: str, limit: int) -> Job:

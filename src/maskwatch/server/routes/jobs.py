@@ -32,6 +32,7 @@ def manager(request: Request) -> JobManager:
                  413: {"model": ErrorModel, "description": "over the size, duration or frame pixel limit"},
                  415: {"model": ErrorModel, "description": "not a video container"},
                  422: {"model": ErrorModel, "description": "empty, undecodable, or a bad parameter"},
+                 429: {"model": ErrorModel, "description": "this address holds half of MASKWATCH_MAX_JOBS already"},
                  503: {"model": ErrorModel, "description": "MASKWATCH_MAX_JOBS jobs are uploading, waiting or running"},
              },
              openapi_extra={"requestBody": {"required": True, "content": {
