@@ -22,6 +22,16 @@ like ``serve_load.py``, then runs three phases:
    * a client that disconnects mid-upload (no answer; must not log tracebacks),
    * 10,000 headers (431), and an oversized upload sent whole by a client that reads only afterwards (413).
 
+3. **Slow clients**: ``--slow`` (36) connections from ``--slow-addresses`` (1) other loopback
+   addresses (127.0.0.2, ...) each send a request head and then one body byte per second; a
+   refused or timed-out one reconnects at once. Meanwhile ``--slow-ordinary`` (4) clients on
+   127.0.0.1 send ordinary photos for ``--slow-duration`` (20) seconds: their answers (all must be
+   200) and latency p50 / p95 are reported, with how the slow connections were answered.
+
+4. **Frame budgets** (``--only budgets`` runs only this): a 198 KB H.264 video of three 8192x8192
+   frames to ``/v1/jobs`` and a real 7000x7000 PNG to ``/v1/live``, each alone, with the server's
+   RSS before, at its peak and after (both must answer 4xx and stay under 1 GiB).
+
 It prints the server's peak RSS (sampled every 0.1 s), errors (an unexpected status, a reset, a
 traceback in the server log), latency p50 / p95 of the ordinary requests, and how many requests
 got 503 (queue full). Exit status 1 when there was any error.
@@ -249,6 +259,106 @@ def abandon(port: int, photo: bytes, give_up: float, answers: collections.Counte
     answers[status] += 1
 
 
+def huge_video(side: int = 8192, frames: int = 3) -> bytes:
+    """A small H.264 MP4 whose frames are ``side`` x ``side`` pixels (about 198 KB at 8192)."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as c:
+        stream = c.add_stream("libx264", rate=10)
+        stream.width = stream.height = side
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        black = np.zeros((side, side, 3), np.uint8)
+        for _ in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(black, format="rgb24")):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+    return buf.getvalue()
+
+
+def job_status(port: int, body: bytes) -> int | str:
+    """POST a video job; its HTTP status when refused, else its final state (polled)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    try:
+        conn.request("POST", "/v1/jobs?name=huge.mp4", body=body, headers={"Content-Type": "video/mp4"})
+        r = conn.getresponse()
+        answer = json.loads(r.read())
+        if r.status != 202:
+            return r.status
+        while True:
+            time.sleep(0.2)
+            conn.request("GET", f"/v1/jobs/{answer['id']}")
+            job = json.loads(conn.getresponse().read())
+            if job["status"] not in ("queued", "running"):
+                return f"202, then {job['status']}: {job.get('error')}"
+    finally:
+        conn.close()
+
+
+def budget_cases() -> list[tuple[str, set, object]]:
+    video = huge_video()
+    png = encode(Image.new("RGB", (7000, 7000), (200, 180, 160)), "PNG", compress_level=9)
+    print(f"budget payloads: 8192x8192 video {len(video) / 1e3:.0f} KB, 7000x7000 PNG {len(png) / 1e3:.0f} KB",
+          flush=True)
+    return [
+        ("video-8192", {413}, lambda port: job_status(port, video)),
+        ("live-png-7000", {413}, lambda port: raw_exchange(
+            port, request_head("/v1/live?session=benchmark-big-frame", len(png), "image/png"), png)),
+    ]
+
+
+def slow_client(port: int, source: str, stop: float, answers: collections.Counter) -> None:
+    """Trickle one byte a second into a photo upload; reconnect when answered, until ``stop``."""
+    while time.monotonic() < stop:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0)) as s:
+                s.sendall(request_head("/v1/detect", 1_000_000, "image/jpeg"))
+                s.setblocking(False)
+                status: int | str = "held to the end"
+                while time.monotonic() < stop:
+                    try:
+                        line = s.recv(64)
+                        status = int(line.split(b" ", 2)[1]) if line else "closed"
+                        break
+                    except BlockingIOError:
+                        pass
+                    s.sendall(b"\x00")
+                    time.sleep(1.0)
+        except OSError as exc:
+            status = type(exc).__name__
+        answers[status] += 1
+
+
+def slow_phase(port: int, photos, n_slow: int, addresses: int, n_ordinary: int, duration: float) -> dict:
+    """Phase 3: ``n_slow`` one-byte-a-second uploads held open while ordinary clients are timed."""
+    answers: collections.Counter = collections.Counter()
+    stop = time.monotonic() + duration
+    slow = [threading.Thread(target=slow_client, args=(port, f"127.0.0.{2 + k % max(1, addresses)}", stop, answers))
+            for k in range(n_slow)]
+    for t in slow:
+        t.start()
+    time.sleep(2.0)  # they all hold their connections before the ordinary requests begin
+    tally = Tally()
+    ordinary = [threading.Thread(target=ordinary_client, args=(port, photos, k, stop, tally))
+                for k in range(n_ordinary)]
+    for t in ordinary:
+        t.start()
+    for t in ordinary + slow:
+        t.join()
+    lat = tally.latencies_ms
+    statuses = {str(s): n for (c, s), n in tally.status.items() if c == "photo"}
+    seen = ", ".join(f"{k}: {v}" for k, v in sorted(answers.items(), key=str))
+    print(f"phase 3: {n_slow} slow clients (1 byte/s) from {addresses} address(es) for {duration:.0f} s; their "
+          f"answers: {seen}", flush=True)
+    print(f"  ordinary requests from 127.0.0.1 meanwhile: {statuses}, latency p50 {percentile(lat, 0.5):.0f} ms, "
+          f"p95 {percentile(lat, 0.95):.0f} ms", flush=True)
+    return {"slow_clients": n_slow, "slow_answers": {str(k): v for k, v in answers.items()},
+            "ordinary_statuses": statuses, "ordinary_ok": tally.ordinary, "p50_ms": percentile(lat, 0.5),
+            "p95_ms": percentile(lat, 0.95), "errors": tally.errors}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=os.environ.get("MASKWATCH_MODEL"), help="classifier .onnx (default: bundled)")
@@ -261,6 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--abandon", type=int, default=100, help="clients that give up in phase 1")
     ap.add_argument("--give-up", type=float, default=1.0, help="seconds before an abandoning client leaves")
     ap.add_argument("--workers", type=int, default=None, help="MASKWATCH_WORKERS for the server")
+    ap.add_argument("--mirror", action="store_true", default=None, help="MASKWATCH_MIRROR for the server")
+    ap.add_argument("--slow", type=int, default=36, help="slow clients in phase 3 (0 skips it)")
+    ap.add_argument("--slow-addresses", type=int, default=1, help="loopback addresses they come from")
+    ap.add_argument("--slow-ordinary", type=int, default=4, help="ordinary clients timed in phase 3")
+    ap.add_argument("--slow-duration", type=float, default=20.0)
+    ap.add_argument("--only", choices=["slow", "budgets"], default=None, help="run only this phase")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -285,12 +401,26 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.1)
 
     result: dict = {}
+    slow = None
     try:
         health = wait_ready(url, proc)
         rss_start = rss_mb(proc.pid)
         threading.Thread(target=sample, daemon=True).start()
         print(f"server {url}: {health['workers']} workers, queue {health.get('max_queue')}, detector "
               f"{health['detector']}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
+
+        if args.only == "budgets" or args.only is None:
+            budgets = one_at_a_time(port, proc.pid, budget_cases())
+            over = [b for b in budgets if b["rss_peak"] > 1024 or b["status"] not in (413, 422)]
+            if args.only == "budgets":
+                if args.json:
+                    args.json.write_text(json.dumps(budgets, indent=2))
+                return 1 if over else 0
+        if args.only == "slow":
+            slow = slow_phase(port, photos, args.slow, args.slow_addresses, args.slow_ordinary, args.slow_duration)
+            if args.json:
+                args.json.write_text(json.dumps(slow, indent=2))
+            return 1 if slow["errors"] or set(slow["ordinary_statuses"]) - {"200"} else 0
 
         # Phase 0: the memory-heavy requests one at a time.
         heavy = one_at_a_time(port, proc.pid, [c for c in cases if c[0] in ("png16-7000", "png-7000", "32-crops-7000")])
@@ -327,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
             t.join()
         time.sleep(1.0)
         rss_end = rss_mb(proc.pid)
+
+        # Phase 3: slow clients holding connections while ordinary requests are timed.
+        slow = slow_phase(port, photos, args.slow, args.slow_addresses, args.slow_ordinary,
+                          args.slow_duration) if args.slow else None
     finally:
         sampling.set()
         proc.terminate()
@@ -358,8 +492,10 @@ def main(argv: list[str] | None = None) -> int:
         "ordinary_ok": tally.ordinary, "p50_ms": percentile(lat, 0.5), "p95_ms": percentile(lat, 0.95),
         "busy_503": tally.busy, "busy_503_phase1": answers.get(503, 0), "errors": errors,
         "rss_mb": {"start": rss_start, "peak": peak[0], "end": rss_end},
-        "statuses": {f"{c} {s}": n for (c, s), n in tally.status.items()},
+        "statuses": {f"{c} {s}": n for (c, s), n in tally.status.items()}, "slow_clients": slow,
     }
+    if slow is not None:
+        errors += len(slow["errors"]) + sum(n for k, n in slow["ordinary_statuses"].items() if k != "200")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 1 if errors else 0

@@ -166,10 +166,11 @@ def test_photo_upload_shows_faces_table_and_counts(page, engine):
 
     rows = page.locator("#faces-table tbody tr[data-label]")
     assert rows.count() == n
-    counts = {k: int(page.text_content(f'#photo-counts [data-count="{k}"]')) for k in
-              ("with_mask", "without_mask", "total")}
+    keys = ("with_mask", "without_mask", "mask_incorrect", "uncertain")
+    counts = {k: int(page.text_content(f'#photo-counts [data-count="{k}"]')) for k in (*keys, "total")}
     exp = expected.counts()
-    assert counts == {"with_mask": exp.get("with_mask", 0), "without_mask": exp.get("without_mask", 0), "total": n}
+    assert counts == {**{k: exp.get(k, 0) for k in keys}, "total": n}
+    assert sum(counts[k] for k in keys) == n  # every face in exactly one count
     first = rows.nth(0).locator("td")
     assert first.nth(1).text_content() == ", ".join(str(v) for v in expected.faces[0].box)
     assert f"{expected.faces[0].score * 100:.1f}" == first.nth(3).text_content()
@@ -185,7 +186,9 @@ def test_photo_upload_error_is_shown(page, tmp_path):
     bad.write_text("this is not a photo")
     page.set_input_files("#file-input", str(bad))
     page.wait_for_selector("#photo-status.error", timeout=10_000)
-    assert "not an image" in page.text_content("#photo-status")
+    status = page.text_content("#photo-status")
+    assert "not an image" in status and 'the text "this is' in status
+    assert "b'" not in status and "\\x" not in status  # no Python bytes (before: b'this is ')
 
 
 # Count the overlay's pixels drawn in the label colours (boxes and label backgrounds).

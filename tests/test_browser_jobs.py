@@ -25,10 +25,11 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server(engine):
+def server(engine, tmp_path_factory):
     from maskwatch.server.app import ServerSettings, create_app
 
-    with LiveServer(create_app(ServerSettings(), engine=engine)) as s:
+    jobs = str(tmp_path_factory.mktemp("jobs"))
+    with LiveServer(create_app(ServerSettings(jobs_dir=jobs), engine=engine)) as s:
         yield s
 
 
@@ -68,6 +69,10 @@ def test_video_job_plays_the_result_with_chart_and_people(page):
     assert summary.startswith("1 people") and "compliance" in summary
     rows = page.query_selector_all("#video-tracks tbody tr")
     assert len(rows) == 1 and "without_mask → with_mask" in rows[0].text_content()
+    # The track ends with a mask: not drawn red (before: red for any unmasked moment).
+    assert rows[0].get_attribute("data-label") == "with_mask" and rows[0].get_attribute("class") != "unmasked"
+    assert page.evaluate("() => getComputedStyle(document.querySelector('#video-tracks tbody td')).color") \
+        != "rgb(190, 30, 30)"
     page.wait_for_function("() => document.getElementById('video-player').readyState >= 2", timeout=20000)
     state = page.evaluate("""async () => { const v = document.getElementById('video-player');
         await v.play(); await new Promise(r => setTimeout(r, 700)); v.pause();
@@ -189,3 +194,50 @@ def test_photo_blur_hides_the_chosen_faces_in_the_picture_and_download(page, tmp
         assert detail[0] < 0.6 * detail[1], (x1, y1, detail)
     assert checked >= 3
     page.screenshot(path=str(ARTIFACTS / "photo-blur.png"), full_page=True)
+
+
+def test_the_blur_menu_redraws_the_photo_already_shown(page):
+    """Before: changing the Blur menu did nothing until another photo was uploaded."""
+    photo = SHARED / "data" / "scenes-dev" / "images" / "01242020_masks-qa_151720-780x520.jpg"
+    page.select_option("#photo-blur", "none")
+    page.set_input_files("#file-input", str(photo))
+    page.wait_for_selector("#photo-result", state="visible", timeout=60000)
+    page.wait_for_function("() => document.getElementById('photo-canvas').dataset.blurred === '0'")
+    before = page.evaluate("() => document.getElementById('photo-canvas').toDataURL()")
+    n_faces = int(page.evaluate("() => document.getElementById('photo-canvas').dataset.faces"))
+    page.select_option("#photo-blur", "all")
+    page.wait_for_function(f"() => document.getElementById('photo-canvas').dataset.blurred === '{n_faces}'",
+                           timeout=10000)
+    assert page.evaluate("() => document.getElementById('photo-canvas').toDataURL()") != before
+    page.select_option("#photo-blur", "without_mask")
+    unmasked = len(page.query_selector_all('#faces-table tbody tr[data-label="without_mask"]'))
+    page.wait_for_function(f"() => document.getElementById('photo-canvas').dataset.blurred === '{unmasked}'",
+                           timeout=10000)
+
+
+def test_crowd_photo_counts_add_up_to_the_faces(page):
+    """Before: three count fields; the mask_incorrect and uncertain faces appeared nowhere."""
+    photo = SHARED / "data" / "scenes-dev" / "images" / "_111550872_gettyimages-1128162568.jpg"
+    page.set_input_files("#file-input", str(photo))
+    page.wait_for_selector("#faces-table tbody tr[data-label]", timeout=60000)
+    keys = ("with_mask", "without_mask", "mask_incorrect", "uncertain")
+    counts = {k: int(page.text_content(f'#photo-counts [data-count="{k}"]')) for k in (*keys, "total")}
+    rows = page.query_selector_all("#faces-table tbody tr[data-label]")
+    assert counts["total"] == len(rows) >= 10
+    assert sum(counts[k] for k in keys) == counts["total"], counts
+    assert counts["uncertain"] == sum("(uncertain)" in r.text_content() for r in rows)
+    assert page.is_visible('#photo-counts [data-count="mask_incorrect"]')
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "photo-crowd-counts.png"), full_page=True)
+
+
+def test_the_video_tab_error_for_a_text_file_names_the_video_endpoint(page, tmp_path):
+    """Before: the error for a .txt pointed to POST /v1/detect, the photo endpoint."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello\n")
+    page.click("#tab-video")
+    page.set_input_files("#video-input", str(notes))
+    page.wait_for_selector("#video-status.error", timeout=20000)
+    status = page.text_content("#video-status")
+    assert "/v1/jobs" in status and "/v1/detect" not in status and "not a video" in status
+    assert "b'" not in status

@@ -127,7 +127,7 @@ def test_save_writes_a_new_run_folder_each_time_and_never_overwrites(shared, mod
     b = tmp_path / "runs" / "detect" / "exp2" / Path(SCENE).name
     assert a.is_file() and b.is_file()
     annotated = cv2.imread(str(a))
-    assert annotated.shape == (520, 780, 3)
+    assert annotated.shape[1:] == (780, 3) and annotated.shape[0] >= 520  # a legend under it when labels were shortened
     assert not np.array_equal(annotated, cv2.imread(str(img)))  # boxes were drawn
     existing = tmp_path / "results.jsonl"
     existing.write_text("keep me\n")

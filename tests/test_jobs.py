@@ -21,12 +21,19 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 CLIP = SHARED / "data" / "video" / "putting-mask-on.mp4"
 
 
+@pytest.fixture(autouse=True)
+def _jobs_dir(tmp_path_factory, monkeypatch):
+    """Video jobs of these tests keep their files in a temporary jobs folder, not the user's cache."""
+    folder = tmp_path_factory.mktemp("jobs")
+    monkeypatch.setattr("maskwatch.server.jobs.default_jobs_dir", lambda: folder)
+
+
 @pytest.fixture()
 def client(engine, monkeypatch):
     def make(**env):
         for k, v in env.items():
             monkeypatch.setenv(k, str(v))
-        return TestClient(create_app(ServerSettings(), engine=engine), base_url="http://127.0.0.1")
+        return TestClient(create_app(ServerSettings.from_env(), engine=engine), base_url="http://127.0.0.1")
 
     return make
 
@@ -203,7 +210,7 @@ def test_serve_db_records_live_sessions_and_video_jobs(client, tmp_path):
         assert wait_done(c, job["id"])[0]["status"] == "done"
     con = sqlite3.connect(db)
     rows = con.execute("SELECT s.path, e.kind FROM events e JOIN sources s ON s.id = e.source_id").fetchall()
-    live = [k for p, k in rows if p == "live:door-cam"]
+    live = [k for p, k in rows if p == "live:door-camera-1"]
     assert live.count("track_started") == 1 and live.count("track_ended") == 1  # the session's person, closed
     job_kinds = [k for p, k in rows if p == "putting-mask-on.mp4"]
     assert job_kinds == ["track_started", "label_changed", "track_ended"]

@@ -192,7 +192,7 @@ def test_detect_annotated_image(client, scene_bytes, fmt, magic):
     assert r.headers["content-type"] == f"image/{fmt}"
     assert r.content.startswith(magic)
     img = Image.open(io.BytesIO(r.content))
-    assert img.size == (780, 520)
+    assert img.size[0] == 780 and img.size[1] >= 520  # a legend under the photo when labels were shortened
     assert int(r.headers["x-faces-total"]) >= 3
 
 
@@ -392,6 +392,10 @@ def test_serve_loads_once_warns_off_loopback_and_reports_busy_port(engine, monke
 
     loads = []
     monkeypatch.setattr(app_mod, "load_engine", lambda settings: loads.append(settings) or engine)
+    access = logging.getLogger("maskwatch.access")
+    monkeypatch.setattr(access, "handlers", list(access.handlers))  # serve() adds its stderr handler: undone after
+    monkeypatch.setattr(access, "propagate", access.propagate)
+    monkeypatch.setattr(access, "level", access.level)
     ran = []
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: ran.append((self.config, sockets)))
     urls: list[str] = []
@@ -530,7 +534,8 @@ def test_huge_photo_is_decoded_reduced_with_boxes_in_full_pixels(client, engine,
     assert matched >= len(small) - 1, (matched, len(small))
     annotated = client.post("/v1/detect?format=jpeg", content=data)
     assert annotated.status_code == 200
-    assert Image.open(io.BytesIO(annotated.content)).size == (2600, 1734)  # drawn at the decoded size
+    w, h = Image.open(io.BytesIO(annotated.content)).size
+    assert w == 2600 and h >= 1734  # drawn at the decoded size (a legend under it when labels were shortened)
 
 
 def test_multipart_with_a_preamble_is_accepted(client, gray_jpeg):
@@ -684,18 +689,25 @@ def test_oversized_upload_gets_its_413_under_urllib_too(engine):
         conn.close()
 
 
-def test_503_with_retry_after_when_the_queue_is_full(engine, gray_jpeg):
+def test_503_with_retry_after_when_the_queue_is_full(engine, gray_jpeg, monkeypatch):
     with LiveServer(create_app(ServerSettings(workers=1, max_queue=1), engine=engine)) as srv:
-        # Two slow uploads hold the one worker's place and the one queue place.
-        slow = [start_upload(srv.port, declared=200_000, first=b"\xff\xd8\xff") for _ in range(2)]
+        # Two requests whose bodies have arrived hold the one worker and the one queue place.
+        gate = threading.Event()
+        real_detect = MaskDetector.detect
+        monkeypatch.setattr(MaskDetector, "detect",
+                            lambda self, *a, **k: (gate.wait(30), real_detect(self, *a, **k))[1])
+        held = [threading.Thread(target=post, args=(srv.port, gray_jpeg)) for _ in range(2)]
+        for t in held:
+            t.start()
         wait_until(lambda: srv.pool.active == 2)
         status, headers, body = post(srv.port, gray_jpeg)
         assert status == 503, body
         assert headers["retry-after"] == "1"
         detail = json.loads(body)["detail"]
         assert "busy" in detail and "retry" in detail.lower()
-        for s in slow:
-            s.close()
+        gate.set()
+        for t in held:
+            t.join(30)
         wait_until(lambda: srv.pool.active == 0)
         assert post(srv.port, gray_jpeg)[0] == 200
 
@@ -707,7 +719,7 @@ def test_408_when_the_upload_stalls(engine):
         s.close()
         assert status == 408, raw
         assert b"did not arrive within 1 s" in raw
-        wait_until(lambda: srv.pool.active == 0)
+        wait_until(lambda: srv.pool.uploads.active == 0)
 
 
 def test_abandoned_requests_are_dropped_not_processed(engine, gray_jpeg, monkeypatch):
@@ -743,9 +755,9 @@ def test_client_that_disconnects_mid_upload_logs_one_quiet_line_at_most(engine, 
     with caplog.at_level(logging.DEBUG):
         with LiveServer(create_app(ServerSettings(workers=1), engine=engine)) as srv:
             s = start_upload(srv.port, declared=100_000, first=b"\xff\xd8\xff" + b"\x00" * 1000)
-            wait_until(lambda: srv.pool.active == 1)
+            wait_until(lambda: srv.pool.uploads.active == 1)
             s.close()
-            wait_until(lambda: srv.pool.active == 0)
+            wait_until(lambda: srv.pool.uploads.active == 0)
             time.sleep(0.3)
     records = [r for r in caplog.records if r.name.startswith(("maskwatch", "uvicorn"))]
     loud = [r.getMessage() for r in records if r.levelno >= logging.WARNING or r.exc_info]

@@ -18,7 +18,7 @@ import click
 from maskwatch._version import __version__
 from maskwatch.defaults import MAX_UPLOAD_MB
 from maskwatch.errors import InputError, MaskwatchError
-from maskwatch.options import spec_from_options, spec_options
+from maskwatch.options import SERVE_DEFAULTS, spec_from_options, spec_options
 from maskwatch.privacy import BLUR_CHOICES
 from maskwatch.sinks.base import Sink
 from maskwatch.spec import EngineSpec
@@ -446,16 +446,12 @@ def models_fetch(dest) -> None:
     click.echo(str(path))
 
 
-#: The server's own engine defaults (the rest are the spec's): with 8 clients on 2 cores the mirror pass took
-#: photo latency from 864 to 1206 ms p95 (benchmarks/serve_load.py), over the 1 s the web app must keep.
-SERVE_DEFAULTS = {"mirror_photos": False}
-
-
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--host", default=None, help="Address to listen on (MASKWATCH_HOST)  [default: 127.0.0.1]")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="(MASKWATCH_PORT)  [default: 8000]")
 @spec_options("model", "face", "mirror", defaults=SERVE_DEFAULTS)
-@click.option("--max-upload-mb", type=click.FloatRange(0.01), default=MAX_UPLOAD_MB, show_default=True)
+@click.option("--max-upload-mb", type=click.FloatRange(0.01), default=None,
+              help=f"Photo upload limit (MASKWATCH_MAX_UPLOAD_MB)  [default: {MAX_UPLOAD_MB:g}]")
 @click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
               help="Record live camera sessions and video jobs in this SQLite event log (MASKWATCH_DB).")
 def serve(host, port, max_upload_mb, db_path, **options) -> None:
@@ -467,17 +463,15 @@ def serve(host, port, max_upload_mb, db_path, **options) -> None:
         from maskwatch.events import connect
 
         connect(db_path).close()  # a bad path fails here, in one line, before the server starts
-        os.environ["MASKWATCH_DB"] = str(db_path)
     try:
         from maskwatch.server import serve as run_server
     except ImportError as exc:
         raise MaskwatchError(
             f'the web app needs the serve extra: pip install "maskwatch[serve]" ({exc.name} missing)') from exc
-    logging.getLogger("maskwatch.server").setLevel(logging.WARNING)  # its non-loopback warning
     try:
         run_server(host=host, port=port, model=spec.model, detector=spec.detector, detector_model=spec.detector_model,
                    max_upload_mb=max_upload_mb, detector_settings=DetectorSettings.from_spec(spec),
-                   mirror_photos=spec.mirror_photos,
+                   mirror_photos=spec.mirror_photos, db=None if db_path is None else str(db_path),
                    on_ready=lambda url: click.echo(f"maskwatch: serving on {url}  (Ctrl+C to stop)", err=True))
     except (KeyboardInterrupt, click.exceptions.Abort):
         pass

@@ -18,6 +18,11 @@ import click
 
 from maskwatch.spec import DEFAULT_SPEC, EngineSpec
 
+#: The web app's own engine defaults (the rest are the spec's), read by ``maskwatch serve`` and the server
+#: settings: with 8 clients on 2 cores the mirror pass took photo latency from 864 to 1206 ms p95
+#: (benchmarks/serve_load.py), over the 1 s the web app must keep.
+SERVE_DEFAULTS = {"mirror_photos": False}
+
 #: Spec fields whose option is not a plain copy of the field.
 _DETECT_SIZE_HELP = ("Scale the long side to this many pixels for face detection, photos and video frames alike "
                      f"(0: native size; default {DEFAULT_SPEC.detect_size} for photos, "

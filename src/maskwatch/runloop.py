@@ -141,6 +141,10 @@ class FrameLoop:
         self._source, self._video, self._info = source, video, info
         self.tracker = (self.engine.new_tracker(source, **self.tracker_options) if self.track and video else None)
 
+    def set_info(self, info: SourceInfo | None) -> None:
+        """Describe the current source (e.g. once a live camera's first frame tells its size)."""
+        self._info = info
+
     def push(self, image, *, frame: int | None = None, time_s: float | None = None, boxes=None,
              timings_ms: dict[str, float] | None = None) -> FrameResult:
         """Label one frame of the current source (``boxes``: faces already found, e.g. by a prefetch

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.errors import InputError, MaskwatchError
+from maskwatch.errors import ImageTooLargeError, InputError, MaskwatchError
 from maskwatch.io.images import DEFAULT_MAX_PIXELS, decode_image, is_image_path
 from maskwatch.results import SourceInfo
 
@@ -220,12 +220,9 @@ def iter_video(source: Source, vid_stride: int = 1, max_pixels: int | None = Non
                          "or corrupt (results cover the decoded frames only).")
 
 
-def _frames_too_large(source: Source, w: int, h: int, max_pixels: int) -> InputError:
-    from maskwatch.errors import ImageTooLargeError
-
-    return ImageTooLargeError(
-        f"{source.target}: video frames are {w}x{h} = {w * h / 1e6:.1f} megapixels, over the limit of "
-        f"{max_pixels / 1e6:.1f} megapixels; shrink the video first (or raise the pixel limit).")
+def _frames_too_large(source: Source, w: int, h: int, max_pixels: int) -> ImageTooLargeError:
+    return ImageTooLargeError(f"{source.name}: video frames of {w}x{h} pixels are over the limit of {max_pixels:,} "
+                              "pixels per frame; scale the video down first.")
 
 
 def iter_frames(

@@ -13,14 +13,13 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from maskwatch.defaults import MAX_UPLOAD_MB
 from maskwatch.errors import DependencyError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from fastapi import FastAPI
 
     from maskwatch.faces.detector import DetectorSettings
-    from maskwatch.server.app import ServerSettings
+    from maskwatch.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +112,20 @@ def lazy_state(app: Any, name: str, factory: Callable[[], Any]) -> Any:
     return value
 
 
+def _log_requests_to_stderr() -> None:
+    """Requests go to stderr, one line each, whatever the log level (``MASKWATCH_ACCESS_LOG=0`` turns them off)."""
+    import sys
+
+    access = logging.getLogger("maskwatch.access")
+    if not any(getattr(h, "_maskwatch_access", False) for h in access.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._maskwatch_access = True  # type: ignore[attr-defined]
+        access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+
+
 def create_app(settings: ServerSettings | None = None, engine: Any = None) -> FastAPI:
     """Build the FastAPI application (see :func:`maskwatch.server.app.create_app`)."""
     try:
@@ -123,20 +136,23 @@ def create_app(settings: ServerSettings | None = None, engine: Any = None) -> Fa
 
 
 def serve(
-    host: str = "127.0.0.1",
-    port: int = 8000,
+    host: str | None = None,
+    port: int | None = None,
     model: str | None = None,
     detector: str = "auto",
     detector_model: str | None = None,
-    max_upload_mb: float = MAX_UPLOAD_MB,
-    log_level: str = "warning",
+    max_upload_mb: float | None = None,
+    log_level: str | None = None,
     on_ready: Callable[[str], None] | None = None,
     detector_settings: DetectorSettings | None = None,
     mirror_photos: bool | None = None,
+    db: str | None = None,
 ) -> None:
     """Load the model and face detector once, then serve the web page and API until interrupted.
 
-    The arguments win over the ``MASKWATCH_*`` environment variables; the other settings (pixel
+    The arguments that are not ``None`` win over the ``MASKWATCH_*`` environment variables (the log
+    level comes from ``MASKWATCH_LOG_LEVEL`` unless given; it sets maskwatch's and uvicorn's loggers,
+    requests are logged one line each on ``maskwatch.access``); the other settings (pixel
     limit, workers, live detection size, ...) come from the environment (see
     :class:`~maskwatch.server.app.ServerSettings`). The model is loaded and the port bound before
     the server starts, so a bad model or a busy port raises a :class:`~maskwatch.errors.MaskwatchError`
@@ -146,15 +162,19 @@ def serve(
     try:
         import uvicorn
 
-        from maskwatch.server.app import ServerSettings, create_app as _create_app, load_engine
+        from maskwatch.server.app import create_app as _create_app, load_engine
+        from maskwatch.server.settings import ServerSettings
     except ImportError as exc:
         raise DependencyError(f"{_EXTRA_HINT} ({exc})") from exc
 
     settings = ServerSettings.from_env(
         host=host, port=port, model=model, detector=detector, detector_model=detector_model,
         max_upload_mb=max_upload_mb, log_level=log_level, detector_settings=detector_settings,
-        mirror_photos=mirror_photos,
+        mirror_photos=mirror_photos, db=db,
     )
+    logging.getLogger("maskwatch").setLevel(settings.log_level.upper())
+    if settings.access_log:
+        _log_requests_to_stderr()
     if not is_loopback(settings.host):
         log.warning(
             "maskwatch serve is listening on %s, reachable from other machines: the API has no "

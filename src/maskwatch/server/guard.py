@@ -10,6 +10,9 @@
 * **Security headers** on every response: a ``Content-Security-Policy`` that lets the page load
   only from this server (and blocks framing), ``X-Content-Type-Options: nosniff``,
   ``X-Frame-Options: DENY`` and ``Referrer-Policy: no-referrer``.
+* **Access log**: one line per request on the ``maskwatch.access`` logger (INFO), in the combined
+  log format of Apache and nginx plus the time taken:
+  ``127.0.0.1 - - [07/Dec/2026:22:13:28 +0000] "POST /v1/detect HTTP/1.1" 200 1234 "-" "curl/8.5" 0.212``.
 * **Lingering drain**: when a response starts before the request body was read to its end (an
   upload refused at once for its ``Content-Length``, a full queue, an unknown route), the rest of
   the body is read and discarded first, up to ``drain_bytes`` or ``drain_seconds``, or until the
@@ -27,11 +30,13 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from datetime import datetime, timezone
 from typing import Any
 
 from maskwatch.server import is_loopback
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("maskwatch.access")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -81,6 +86,7 @@ class RequestGuard:
         drain_bytes: int = 64 * 1024 * 1024,
         drain_seconds: float = 10.0,
         drain_idle_seconds: float = 1.0,
+        access_log: bool = True,
     ) -> None:
         self.app = app
         self.loopback_only = loopback_only
@@ -90,12 +96,15 @@ class RequestGuard:
         self.drain_bytes = drain_bytes
         self.drain_seconds = drain_seconds
         self.drain_idle_seconds = drain_idle_seconds
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         state = {"body_done": False, "received": False, "drained": False}
+        started = time.time()
+        answer = {"status": 0, "bytes": 0}
         headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
         expects_continue = any(k == b"expect" and v.lower() == b"100-continue" for k, v in headers)
         declared_len = next((v for k, v in headers if k == b"content-length"), None)
@@ -119,14 +128,21 @@ class RequestGuard:
                 if not state["body_done"] and (state["received"] or not expects_continue):
                     out.append((b"connection", b"close"))
                 message = {**message, "headers": out}
+                answer["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                answer["bytes"] += len(message.get("body", b""))
             await send(message)
 
-        refusal = self._refusal(headers)
-        if refusal is not None:
-            status, detail = refusal
-            await _send_json(guarded_send, status, detail)
-            return
-        await self.app(scope, guarded_receive, guarded_send)
+        try:
+            refusal = self._refusal(headers)
+            if refusal is not None:
+                status, detail = refusal
+                await _send_json(guarded_send, status, detail)
+                return
+            await self.app(scope, guarded_receive, guarded_send)
+        finally:
+            if self.access_log and access_log.isEnabledFor(logging.INFO):
+                access_log.info("%s", access_line(scope, headers, answer["status"], answer["bytes"], started))
 
     def _refusal(self, headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
         size = sum(len(k) + len(v) + 4 for k, v in headers)
@@ -174,6 +190,25 @@ class RequestGuard:
 _SECURITY_NAMES = {k for k, _ in SECURITY_HEADERS}
 
 
+def access_line(scope: Scope, headers: list[tuple[bytes, bytes]], status: int, size: int, started: float) -> str:
+    """One request in the combined log format, plus the seconds it took (status 0: no answer was sent)."""
+    client = scope.get("client")
+    host = client[0] if client else "-"
+    when = datetime.fromtimestamp(started, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    path = scope.get("raw_path") or scope.get("path", "").encode()
+    query = scope.get("query_string") or b""
+    target = path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+    request = f"{scope.get('method', '-')} {target} HTTP/{scope.get('http_version', '1.1')}"
+
+    def header(name: bytes) -> str:
+        value = next((v for k, v in headers if k == name), b"")
+        return value.decode("latin-1").replace('"', "'")[:200] or "-"
+
+    request = request.replace('"', "%22")
+    return (f'{host} - - [{when}] "{request}" {status or "-"} {size or "-"} "{header(b"referer")}" '
+            f'"{header(b"user-agent")}" {time.time() - started:.3f}')
+
+
 async def _send_json(send: Send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send({
@@ -184,4 +219,4 @@ async def _send_json(send: Send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-__all__ = ["CONTENT_SECURITY_POLICY", "RequestGuard", "SECURITY_HEADERS", "host_name"]
+__all__ = ["CONTENT_SECURITY_POLICY", "RequestGuard", "SECURITY_HEADERS", "access_line", "host_name"]

@@ -12,69 +12,75 @@ events are recorded there as a source ``live:<id>`` (times, boxes, labels; never
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
-
 from maskwatch.defaults import MIN_TRACK_FRAMES
 from maskwatch.report import ComplianceReport
-from maskwatch.server import lazy_state
+from maskwatch.results import SourceInfo
+from maskwatch.runloop import FrameLoop
+from maskwatch.sinks.base import Sink
 
 SESSION_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 
 
-class LiveSession:
-    """One browser's camera: its face tracker, timeline and recent alerts."""
+class _Shared(Sink):
+    """The app's one event log as a session's sink: it gets the session's frames, but the session's end
+    does not close it (the app closes it when it stops)."""
 
-    def __init__(self, session_id: str, engine, event_log=None) -> None:
-        self.id = session_id
+    def __init__(self, event_log) -> None:
         self.event_log = event_log
-        self._size = (0, 0)
-        self.name = f"live:{session_id[:8]}"
-        self.tracker = engine.new_tracker(self.name)
+
+    def write(self, result) -> None:
+        self.event_log.write(result)
+
+
+class LiveSession:
+    """One browser's camera, pushed through the one frame loop: its tracker, timeline and recent alerts."""
+
+    def __init__(self, session_id: str, engine, event_log=None, client: str = "?") -> None:
+        self.id = session_id
+        self.client = client
+        self.event_log = event_log
+        self.name = f"live:{session_id}"  # the whole id: sessions that share a prefix stay apart
         self.report = ComplianceReport(MIN_TRACK_FRAMES, bucket_s=5)
+        sinks = [self.report] + ([_Shared(event_log)] if event_log is not None else [])
+        self.loop = FrameLoop(engine, sinks)
+        self.loop.begin(self.name, video=True, info=SourceInfo("camera", self.name, 0, 0))
         self.alerts: deque[dict[str, Any]] = deque(maxlen=10)
         self.lock = threading.Lock()
         self.frames = 0
         self.started = time.monotonic()
         self.last_used = time.monotonic()
 
+    @property
+    def tracker(self):
+        return self.loop.tracker
+
     def add(self, engine, image, boxes, timings_ms) -> Any:
-        """Label one frame's faces on this session's tracker (one frame at a time per session)."""
+        """Label one frame's faces on this session's tracker (one frame at a time per session);
+        ``boxes`` were found by the calling worker's ``engine`` at the live detection size."""
         from maskwatch.alerts import alert_payload
 
+        del engine  # the session's loop labels with the classifier every worker shares
         with self.lock:
-            result = engine.label_faces(image, boxes, source=self.name, frame=self.frames, time_s=None,
-                                        tracker=self.tracker, timings_ms=timings_ms)
+            if self.frames == 0:
+                self.loop.set_info(SourceInfo("camera", self.name, image.shape[1], image.shape[0]))
+            result = self.loop.push(image, frame=self.frames, boxes=boxes, timings_ms=timings_ms)
             self.frames += 1
             self.last_used = time.monotonic()
-            self._size = (result.width, result.height)
-            if self.event_log is not None:
-                from maskwatch.results import SourceInfo
-
-                result.source_info = SourceInfo("camera", self.name, result.width, result.height)
-                self.event_log.write(result)
-            self.report.write(result)
             for ev in result.events:
                 if ev.kind == "unmasked_alert":
                     self.alerts.appendleft(alert_payload(ev, result))
             return result, self.totals()
 
     def end(self) -> None:
-        """Close the session's open tracks (recorded in the event log, if any)."""
+        """Close the session's open tracks: its last frame, with their ``track_ended`` events, reaches the
+        event log (if any) and the report."""
         with self.lock:
-            events = self.tracker.close()
-            if self.event_log is not None and events:
-                from maskwatch.results import FrameResult, SourceInfo
-
-                w, h = self._size
-                self.event_log.write(FrameResult(self.name, w, h, frame=self.frames, events=events,
-                                                 source_info=SourceInfo("camera", self.name, w, h)))
+            self.loop.end()
 
     def totals(self) -> dict[str, Any]:
         classes = self.tracker.classes
@@ -90,8 +96,9 @@ class LiveSession:
 class LiveSessions:
     """The live sessions of one app, and the event log they write to (``db``: an SQLite path)."""
 
-    def __init__(self, max_sessions: int = 32, idle_s: float = 120.0, db: str | None = None) -> None:
-        self.max_sessions, self.idle_s = max_sessions, idle_s
+    def __init__(self, max_sessions: int = 32, idle_s: float = 120.0, db: str | None = None,
+                 per_client: int = 4) -> None:
+        self.max_sessions, self.idle_s, self.per_client = max_sessions, idle_s, per_client
         self.sessions: dict[str, LiveSession] = {}
         self._lock = threading.Lock()
         self.event_log = None
@@ -100,17 +107,35 @@ class LiveSessions:
 
             self.event_log = EventLog(db, command="maskwatch serve (live camera sessions)")
 
-    def get(self, session_id: str, engine) -> LiveSession | None:
+    def get(self, session_id: str, engine, client: str = "?") -> LiveSession:
+        """The session ``session_id`` (a new one if needed), or :class:`UploadError` 503 / 429 when
+        all sessions, or all of ``client``'s, are taken."""
+        from maskwatch.server.errors import HTTPError
+
         now = time.monotonic()
         with self._lock:
             idle = [self.sessions.pop(s) for s, v in list(self.sessions.items()) if now - v.last_used > self.idle_s]
             sess = self.sessions.get(session_id)
-            if sess is None and len(self.sessions) < self.max_sessions:
-                sess = self.sessions[session_id] = LiveSession(session_id, engine, self.event_log)
+            if sess is None:
+                mine = sum(v.client == client for v in self.sessions.values())
+                if mine >= self.per_client:
+                    error = HTTPError(
+                        429, f"your address has {mine} live camera sessions open, the limit is {self.per_client} "
+                        f"(MASKWATCH_MAX_LIVE_SESSIONS_PER_CLIENT); end one (DELETE /v1/live?session=ID) or wait "
+                        f"{self.idle_s:g} s for an idle one to close.", headers={"Retry-After": "60"})
+                elif len(self.sessions) >= self.max_sessions:
+                    error = HTTPError(
+                        503, f"too many live camera sessions at once ({self.max_sessions}); try again in a minute.",
+                        headers={"Retry-After": "60"})
+                else:
+                    error = None
+                    sess = self.sessions[session_id] = LiveSession(session_id, engine, self.event_log, client)
             if sess is not None:
                 sess.last_used = now
         for old in idle:
             old.end()
+        if sess is None:
+            raise error
         return sess
 
     def end(self, session_id: str) -> bool:
@@ -130,49 +155,4 @@ class LiveSessions:
             self.event_log.close()
 
 
-router = APIRouter(tags=["live"])
-
-
-def _sessions(request: Request) -> LiveSessions:
-    return lazy_state(request.app, "live_sessions", lambda: LiveSessions(db=os.environ.get("MASKWATCH_DB") or None))
-
-
-@router.post("/v1/live", summary="One live camera frame, tracked within a session, with running totals")
-async def live_frame(request: Request, session: str = Query(
-        ..., pattern=SESSION_PATTERN, description="the browser's session id (8-64 of A-Z a-z 0-9 _ -)")):
-    from maskwatch.io.images import decode_image
-    from maskwatch.server.uploads import UploadError, read_uploads, require_image
-
-    settings = request.app.state.settings
-    pool = request.app.state.pool
-    with pool.admit():  # the same bounded queue as /v1/detect (503 when full)
-        uploads = await read_uploads(request, settings.max_upload_bytes,
-                                     timeout_s=getattr(settings, "upload_timeout_s", None))
-        if len(uploads) != 1:
-            raise UploadError(422, f"send one frame per request to /v1/live, got {len(uploads)} files.")
-        upload = uploads[0]
-        require_image(upload)
-        sess = _sessions(request).get(session, pool.engine)
-        if sess is None:
-            return JSONResponse({"detail": "too many live camera sessions at once; try again in a minute."},
-                                status_code=503, headers={"Retry-After": "60"})
-
-        def work(worker):
-            t0 = time.perf_counter()
-            image = decode_image(upload.data, name="frame", max_pixels=settings.max_pixels)
-            t1 = time.perf_counter()
-            boxes = worker.live.find_faces(image)  # the worker's own detector at the live detection size
-            t2 = time.perf_counter()
-            return sess.add(worker.live, image, boxes, {"decode": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3})
-
-        result, totals = await pool.run(work, request)  # dropped if the browser has gone meanwhile
-    body = result.to_dict()
-    body["session"] = totals
-    timing = ", ".join(f"{k};dur={v:.1f}" for k, v in result.timings_ms.items())
-    return JSONResponse(body, headers={"Server-Timing": timing})
-
-
-@router.delete("/v1/live", status_code=204, summary="End a live camera session")
-async def end_live(request: Request, session: str = Query(..., pattern=SESSION_PATTERN)):
-    _sessions(request).end(session)
-    return Response(status_code=204)
+__all__ = ["LiveSession", "LiveSessions", "SESSION_PATTERN"]

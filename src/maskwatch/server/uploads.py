@@ -9,12 +9,14 @@ and only the formats maskwatch decodes (:data:`maskwatch.io.images.DECODED_FORMA
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from maskwatch.io.images import ACCEPTED_FORMATS_TEXT, sniff_image_format
+from maskwatch.server.errors import ClientGone, HTTPError
 
 #: Image formats recognised by their first bytes (the rest falls back to Pillow's own sniffing).
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -29,18 +31,8 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 ACCEPTED_FORMATS = ACCEPTED_FORMATS_TEXT
 
 
-class UploadError(Exception):
-    """A request whose body cannot be used; carries the HTTP status and a message for a person."""
-
-    def __init__(self, status_code: int, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
-        self.headers = headers or {}
-
-
-class ClientGone(Exception):
-    """The client closed the connection (mid-upload, or while its request waited): nobody to answer."""
+#: The one HTTP error type (kept under its old name here: upload problems are HTTP errors).
+UploadError = HTTPError
 
 
 @dataclass(frozen=True)
@@ -71,13 +63,16 @@ def too_large_detail(size: int | None, limit: int) -> str:
     )
 
 
-async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
+async def read_body(
+    request: Request, limit: int, timeout_s: float | None = None, on_chunk: Callable[[int], None] | None = None
+) -> bytes:
     """Read the whole request body into memory, refusing (413) anything over ``limit`` bytes.
 
     A declared ``Content-Length`` over the limit is refused before any byte is kept (the server's
     drain then reads and discards the rest, so the client sees the answer); a chunked body is counted
     as it arrives and refused as soon as it passes the limit. A body that takes longer than
     ``timeout_s`` seconds to arrive gets 408. A client that disconnects raises :class:`ClientGone`.
+    ``on_chunk(n)`` is called with the size of every piece that arrives (it may raise to refuse).
     """
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -94,7 +89,10 @@ async def read_body(request: Request, limit: int, timeout_s: float | None = None
             message = await request.receive()
             if message["type"] == "http.disconnect":
                 raise ClientGone("the client disconnected during the upload")
-            buf.extend(message.get("body", b""))
+            chunk = message.get("body", b"")
+            if on_chunk is not None and chunk:
+                on_chunk(len(chunk))
+            buf.extend(chunk)
             if len(buf) > limit:
                 raise UploadError(413, too_large_detail(None, limit))
             if not message.get("more_body", False):
@@ -208,7 +206,8 @@ def parse_multipart(body: bytes, content_type: str, max_parts: int = 256) -> lis
 
 
 async def read_uploads(
-    request: Request, limit: int, max_parts: int = 256, timeout_s: float | None = None
+    request: Request, limit: int, max_parts: int = 256, timeout_s: float | None = None,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> list[Upload]:
     """The files in a request: the file parts of a multipart form, or the raw body as one file.
 
@@ -216,7 +215,7 @@ async def read_uploads(
     boundary (after an optional preamble); anything else is taken as the raw bytes of one file,
     whatever its declared type.
     """
-    body = await read_body(request, limit, timeout_s)
+    body = await read_body(request, limit, timeout_s, on_chunk)
     content_type = request.headers.get("content-type", "")
     if content_type.lower().startswith("multipart/"):
         _, params = parse_options_header(content_type)
@@ -249,6 +248,20 @@ def sniff_format(data: bytes) -> str | None:
     return sniff_image_format(data)
 
 
+def describe_bytes(data: bytes, n: int = 8) -> str:
+    """The first bytes of an upload for a person: quoted text when they are text, else hex."""
+    head = bytes(data[:n])
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(ch.isprintable() or ch in "\t\r\n" for ch in text):
+        shown = text.replace("\r", " ").replace("\n", " ").replace("\t", " ").strip() or "blank space"
+        more = "…" if len(data) > n else ""
+        return f'the text "{shown}{more}"' if shown != "blank space" else "blank space"
+    return "the bytes " + " ".join(f"{b:02x}" for b in head)
+
+
 def require_image(upload: Upload) -> str:
     """Return the sniffed format of an upload or raise a 415/422 :class:`UploadError` saying why not."""
     if not upload.data:
@@ -260,7 +273,7 @@ def require_image(upload: Upload) -> str:
     if fmt is None:
         declared = f" (declared as {upload.declared_type})" if upload.declared_type else ""
         raise UploadError(
-            415, f"{upload.label}{declared} is not an image: its bytes start with {bytes(upload.data[:8])!r}. "
+            415, f"{upload.label}{declared} is not an image: it starts with {describe_bytes(upload.data)}. "
             f"Send a {ACCEPTED_FORMATS} file."
         )
     return fmt

@@ -115,7 +115,8 @@
   }
 
   function countFaces(faces) {
-    const c = { with_mask: 0, without_mask: 0, total: faces.length };
+    // Every face in exactly one count: its label, or "uncertain" when the classifier abstained.
+    const c = { with_mask: 0, without_mask: 0, mask_incorrect: 0, uncertain: 0, total: faces.length };
     for (const f of faces) {
       const key = f.uncertain ? "uncertain" : f.label;  // as FrameResult.counts() counts them
       c[key] = (c[key] || 0) + 1;
@@ -136,12 +137,16 @@
   const fileInput = $("file-input");
   const photoStatus = $("photo-status");
   let downloadUrl = null;
+  let shown = null;   // the photo on screen and its result: {file, result}, redrawn when the Blur menu changes
 
   function setPhotoStatus(text, isError) {
     photoStatus.textContent = text;
     photoStatus.classList.toggle("error", !!isError);
   }
 
+  $("photo-blur").addEventListener("change", () => {
+    if (shown) showPhoto(shown.file, shown.result);   // the picture and its download, blurred anew
+  });
   fileInput.addEventListener("change", () => {
     if (fileInput.files && fileInput.files[0]) handleFile(fileInput.files[0]);
     fileInput.value = "";
@@ -182,11 +187,13 @@
     }
     if (!resp.ok) {
       $("photo-result").hidden = true;
+      shown = null;
       setPhotoStatus(await errorDetail(resp), true);
       return;
     }
     const result = await resp.json();
     const ms = performance.now() - t0;
+    shown = { file, result };
     await showPhoto(file, result);
     const n = result.faces.length;
     setPhotoStatus(`${n} face${n === 1 ? "" : "s"} found in ${file.name} (${result.width}×${result.height}) ` +

@@ -103,6 +103,7 @@
       show(job);
     } else if (job.status === "failed") {
       setStatus(job.error || "the video could not be analysed.", true);
+      if (job.result) show(job);   // a video that broke off: the frames before the break are kept
     } else {
       setStatus("cancelled.");
     }
@@ -152,7 +153,12 @@
     tbody.textContent = "";
     for (const t of (r.tracks || [])) {
       const tr = document.createElement("tr");
-      if ((t.labels_seen || []).some((l) => l !== "with_mask")) tr.className = "unmasked";
+      // Coloured by the label the track ended with (its steadied label), as the summary counts it.
+      const seen = t.labels_seen || [];
+      const last = t.label || seen[seen.length - 1];
+      tr.dataset.label = last || "";
+      if (last === "without_mask") tr.className = "unmasked";
+      else if (last === "mask_incorrect") tr.className = "incorrect";
       for (const v of [t.track_id, `${fmtS(t.first_s)}–${fmtS(t.last_s)}`, (t.labels_seen || []).join(" → "),
                        fmtS(t.unmasked_s), t.alerted ? "yes" : ""]) {
         const td = document.createElement("td");
