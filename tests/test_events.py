@@ -107,7 +107,7 @@ def test_a_file_that_is_not_an_event_log_is_left_alone(tmp_path, engine):
     assert other.read_bytes() == before
     text = tmp_path / "notes.db"
     text.write_text("not a database at all, just words " * 50)
-    with pytest.raises(InputError, match="not an SQLite event log"):
+    with pytest.raises(InputError, match="not an SQLite file"):
         EventLog(text)
 
 
@@ -116,7 +116,9 @@ def test_newer_schema_is_refused(tmp_path):
     from maskwatch.events import connect
 
     db = tmp_path / "future.db"
-    connect(db).execute("PRAGMA user_version = 99")
+    store = connect(db)
+    store.execute("INSERT INTO schema_version (version, applied_at) VALUES (99, 'later')")
+    store.close()
     with pytest.raises(InputError, match="newer maskwatch"):
         connect(db)
 
