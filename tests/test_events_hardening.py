@@ -136,3 +136,54 @@ def test_a_dropped_table_or_column_ends_the_run_with_one_clear_error(tmp_path, d
 
     assert_one_line_error(P, str(db))
     assert code == 2
+
+
+# ------------------------------------------------------------------ item 5: runs racing to create one new log
+
+
+def _open_log_at_once(path: str, barrier, results) -> None:
+    from maskwatch.events import EventLog
+
+    barrier.wait()
+    try:
+        EventLog(path, command="racer").close()
+        results.put("ok")
+    except BaseException as exc:  # noqa: BLE001 - reported to the test
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_eight_processes_creating_one_new_log_at_once_all_succeed(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    db = tmp_path / "new.db"
+    for attempt in range(3):  # a race: give it a few chances to show
+        if db.exists():
+            for p in tmp_path.glob("new.db*"):
+                p.unlink()
+        barrier, results = ctx.Barrier(8), ctx.Queue()
+        procs = [ctx.Process(target=_open_log_at_once, args=(str(db), barrier, results)) for _ in range(8)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        outcomes = [results.get(timeout=5) for _ in procs]
+        assert outcomes == ["ok"] * 8, outcomes
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT count(*) FROM runs WHERE status = 'finished'").fetchone()[0] == 8
+    from maskwatch.events import SCHEMA_VERSION
+
+    assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+    con.close()
+
+
+@pytest.mark.skipif(not HAS_SHARED, reason=f"needs the shared data folder at {SHARED}")
+def test_four_detect_runs_started_together_on_a_new_log_all_finish(tmp_path):
+    photo = next((SHARED / "data" / "scenes-dev" / "images").glob("*.jpg"))
+    db = tmp_path / "site.db"
+    procs = [subprocess.Popen([sys.executable, "-m", "maskwatch", "detect", str(photo), "--db", str(db)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    codes = [finish(p, timeout=120) for p in procs]
+    assert [c for c, _ in codes] == [0] * 4, codes
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT count(*) FROM runs WHERE status = 'finished'").fetchone()[0] == 4
+    assert con.execute("SELECT count(DISTINCT run_id) FROM sources").fetchone()[0] == 4
+    con.close()
