@@ -27,14 +27,19 @@ def start_detect(db: Path, *extra: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_run_row(db: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    """Wait until the run has recorded itself (its runs row), i.e. it is past opening the log."""
+RUN_ROW = "SELECT count(*) FROM runs WHERE pid = ?"
+SOURCE_ROW = "SELECT count(*) FROM sources s JOIN runs r ON r.id = s.run_id WHERE r.pid = ?"
+
+
+def wait_for_run_row(db: Path, proc: subprocess.Popen, timeout: float = 60.0, query: str = RUN_ROW) -> None:
+    """Wait until the run has recorded itself (its runs row: it is past opening the log; with
+    ``SOURCE_ROW``: its writer has written a first batch)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         assert proc.poll() is None, proc.communicate()
         try:
             con = sqlite3.connect(db, timeout=5)
-            n = con.execute("SELECT count(*) FROM runs WHERE pid = ?", (proc.pid,)).fetchone()[0]
+            n = con.execute(query, (proc.pid,)).fetchone()[0]
             con.close()
             if n:
                 return
@@ -68,7 +73,7 @@ def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str]:
 def test_a_log_locked_for_good_mid_run_ends_the_run_with_one_clear_error(tmp_path):
     db = new_log(tmp_path / "x.db")
     proc = start_detect(db)
-    wait_for_run_row(db, proc)
+    wait_for_run_row(db, proc, query=SOURCE_ROW)  # locked after a first write: the run's last write fails
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # held until the run is over
     try:
@@ -106,7 +111,7 @@ def test_a_lock_held_for_a_moment_is_waited_for(tmp_path):
 def test_sigterm_ends_a_run_waiting_on_a_locked_log(tmp_path):
     db = new_log(tmp_path / "x.db")
     proc = start_detect(db)
-    wait_for_run_row(db, proc)
+    wait_for_run_row(db, proc, query=SOURCE_ROW)
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
@@ -187,3 +192,200 @@ def test_four_detect_runs_started_together_on_a_new_log_all_finish(tmp_path):
     assert con.execute("SELECT count(*) FROM runs WHERE status = 'finished'").fetchone()[0] == 4
     assert con.execute("SELECT count(DISTINCT run_id) FROM sources").fetchone()[0] == 4
     con.close()
+
+
+# ------------------------------------------------------------------ item 9: bad values and bad logs: exit 2, one line
+
+
+def _log_with_events(path: Path, n: int = 300) -> Path:
+    """An event log holding ``n`` events of one source (written the way a run writes them)."""
+    from maskwatch.events import connect
+    from maskwatch.events.store import utc_iso
+
+    store = connect(path)
+
+    def fill() -> None:
+        run = store.insert("INSERT INTO runs (started_at, ended_at, status) VALUES (?, ?, 'finished')",
+                           (utc_iso(), utc_iso()))
+        sid = store.insert("INSERT INTO sources (run_id, path, kind, started_at) VALUES (?, 'cam', 'camera', ?)",
+                           (run, utc_iso()))
+        for k in range(n):
+            store.execute("INSERT INTO events (source_id, kind, at, time_s, track_id, label) VALUES "
+                          "(?, 'track_started', ?, ?, ?, 'with_mask')", (sid, f"2026-01-01T00:00:{k % 60:02d}.{k:03d}+00:00",
+                                                                       k / 10, k))
+
+    store.transact(fill, doing="test")
+    store.close()
+    return path
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--since", "99999999999d"], ["--since", "100 years"]),
+    (["--since", "9999-12-31T23:59:59-14:00"], ["--since", "years 1-9999"]),
+    (["--limit", "99999999999999999999999"], ["--limit"]),
+])
+def test_events_out_of_range_values_are_one_line(tmp_path, args, words):
+    db = _log_with_events(tmp_path / "site.db", 3)
+    proc = run_cli("events", "--db", str(db), *args)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, *words)
+
+
+@pytest.mark.parametrize("days", ["nan", "inf", "1e10", "-1", "0"])
+def test_retention_days_out_of_range_is_one_line(tmp_path, days):
+    proc = run_cli("detect", str(tmp_path / "none.jpg"), "--db", str(tmp_path / "x.db"), "--retention-days", days)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "--retention-days", "36500")
+    assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("device", ["/dev/full", "/dev/null"])
+def test_a_device_as_log_is_one_line(tmp_path, device):
+    for args in (["detect", str(tmp_path / "none.jpg"), "--db", device], ["events", "--db", device]):
+        proc = run_cli(*args)
+        assert proc.returncode == 2
+        assert_one_line_error(proc, device, "regular file")
+
+
+def _damage_events_page(db: Path) -> None:
+    con = sqlite3.connect(db)
+    page_size = con.execute("PRAGMA page_size").fetchone()[0]
+    root = con.execute("SELECT rootpage FROM sqlite_master WHERE name = 'events'").fetchone()[0]
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    with open(db, "r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(bytes(range(256)) * (page_size // 256))
+
+
+@needs_clip
+def test_a_damaged_page_in_the_log_is_one_line(tmp_path):
+    db = _log_with_events(tmp_path / "site.db")
+    _damage_events_page(db)
+    proc = run_cli("events", "--db", str(db))
+    assert proc.returncode == 2
+    assert_one_line_error(proc, str(db), "damaged")
+    proc = run_cli("detect", str(CLIP), "--db", str(db), "--vid-stride", "8")
+    assert proc.returncode == 2
+    assert_one_line_error(proc, str(db), "damaged")
+
+
+@needs_clip
+def test_a_log_locked_at_start_is_one_line(tmp_path):
+    db = new_log(tmp_path / "x.db")
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        proc = run_cli("detect", str(CLIP), "--db", str(db), "--vid-stride", "8", timeout=60)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert proc.returncode == 2
+    assert_one_line_error(proc, str(db), "locked")
+
+
+def test_unsupported_db_urls_are_one_line(tmp_path):
+    for url in ("mysql://me@db.example/site", "sqlite:///x.db", "postgresql:site", "postgresql://me@db:99999/site"):
+        for args in (["detect", str(tmp_path / "none.jpg"), "--db", url], ["events", "--db", url]):
+            proc = run_cli(*args, cwd=tmp_path)
+            assert proc.returncode == 2, (url, proc.stderr)
+            assert_one_line_error(proc, "postgresql://")
+    assert list(tmp_path.iterdir()) == []  # no folder named "postgresql:" or "mysql:"
+
+
+# ------------------------------------------------------------------ read-only logs (as a user who may not write)
+
+
+def as_nobody(fn) -> tuple[int, str, str]:
+    """Run ``fn()`` (returns an exit status) in a child process as the unprivileged user ``nobody``
+    (root may write any file, so a read-only file means nothing to it); its stdout and stderr come back."""
+    import tempfile
+
+    out_f, err_f = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    import click  # noqa: F401 - imported before dropping privileges (the interpreter's files may be private)
+
+    import maskwatch.cli  # noqa: F401
+    import maskwatch.events  # noqa: F401
+    import csv  # noqa: F401
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 99
+        try:
+            os.dup2(out_f.fileno(), 1)
+            os.dup2(err_f.fileno(), 2)
+            sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+            sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+            if os.getuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            code = fn()
+        except BaseException as exc:  # noqa: BLE001
+            print(f"child failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    out_f.seek(0)
+    err_f.seek(0)
+    return os.waitstatus_to_exitcode(status), out_f.read(), err_f.read()
+
+
+@pytest.fixture()
+def public_dir():
+    """A folder that the user ``nobody`` may read (pytest's own temp folders are private to root)."""
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="maskwatch-ro-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _read_only_log(public_dir: Path) -> Path:
+    db = _log_with_events(public_dir / "site.db", 7)
+    db.chmod(0o444)
+    public_dir.chmod(0o555)  # not even a -wal or -shm file may be made beside it
+    return db
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_events_reads_a_log_the_user_may_not_write(public_dir):
+    from maskwatch.cli import main
+
+    db = _read_only_log(public_dir)
+    code, out, err = as_nobody(lambda: main(["events", "--db", str(db), "--json", "--limit", "5"]))
+    assert code == 0, err
+    rows = [__import__("json").loads(x) for x in out.splitlines()]
+    assert [r["track_id"] for r in rows] == [2, 3, 4, 5, 6]  # the newest five, oldest first
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_read_only_log_as_detect_db_is_one_line(public_dir):
+    from maskwatch.events import EventLog
+
+    db = _read_only_log(public_dir)
+
+    def open_for_writing() -> int:
+        try:
+            EventLog(db)
+        except maskwatch_errors().MaskwatchError as exc:
+            print(f"maskwatch: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        return 0
+
+    code, _, err = as_nobody(open_for_writing)
+
+    class P:
+        returncode, stderr = code, err
+
+    assert code == 2, err
+    assert_one_line_error(P, str(db), "read-only")
+
+
+def maskwatch_errors():
+    import maskwatch.errors
+
+    return maskwatch.errors

@@ -112,16 +112,16 @@ class SQLiteBackend(Backend):
         super().__init__(str(target))
         self.path = Path(target).expanduser()
         self.label = str(target)
+        if self.path.is_dir():
+            raise EventLogError(f"{self.path}: is a folder; --db wants a file (e.g. {self.path / 'events.db'}).")
+        if self.path.exists() and not self.path.is_file():
+            raise EventLogError(f"{self.path}: not a regular file (a device or pipe); --db wants an SQLite file, "
+                                "e.g. events.db.")
 
     def connect(self, *, readonly: bool, busy_timeout_s: float) -> sqlite3.Connection:
         path = self.path
         if readonly and not path.exists():
             raise EventLogError(f"{path}: no such event log; pass the file a detect run wrote with --db.")
-        if path.is_dir():
-            raise EventLogError(f"{path}: is a folder; --db wants a file (e.g. {path / 'events.db'}).")
-        if path.exists() and not path.is_file():
-            raise EventLogError(f"{path}: not a regular file (a device or pipe); --db wants an SQLite file, "
-                                "e.g. events.db.")
         if not readonly:
             try:
                 if not path.parent.exists():
