@@ -389,3 +389,38 @@ def maskwatch_errors():
     import maskwatch.errors
 
     return maskwatch.errors
+
+
+# ------------------------------------------------------------------ item 10: webhooks never hold up the end of a run
+
+
+def test_a_silent_receiver_does_not_hold_up_the_end_of_a_run():
+    import socket
+
+    from maskwatch.alerts import WebhookSender
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # accepts connections, never answers
+    try:
+        sender = WebhookSender(f"http://127.0.0.1:{listener.getsockname()[1]}/hook")  # the defaults detect uses
+        sender.send({"n": 1})
+        sender.send({"n": 2})
+        time.sleep(0.2)  # the first request is in flight
+        t0 = time.monotonic()
+        sender.close()
+        took = time.monotonic() - t0
+    finally:
+        listener.close()
+    assert took < 2.0, took  # it waited about 5 s before (a generous bound: the point is "not seconds")
+    assert sender.sent == 0 and sender.failed + sender.dropped == 2
+
+
+@pytest.mark.skipif(not HAS_SHARED, reason=f"needs the shared data folder at {SHARED}")
+@pytest.mark.parametrize("url, words", [("http://", "no host"), ("http://127.0.0.1:99999/hook", "65535"),
+                                        ("https://:8080/hook", "no host"), ("ftp://example/hook", "http")])
+def test_webhook_urls_without_a_host_or_with_a_bad_port_are_refused(tmp_path, url, words):
+    photo = next((SHARED / "data" / "scenes-dev" / "images").glob("*.jpg"))
+    proc = run_cli("detect", str(photo), "--alert-webhook", url)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "--alert-webhook", words)
