@@ -76,6 +76,10 @@ class Backend:
     def begin_write(self, con) -> None:
         raise NotImplementedError
 
+    def begin_read(self, con) -> None:
+        """Start a read transaction that sees one snapshot."""
+        con.execute("BEGIN")
+
     def lock_schema(self, con) -> None:
         """Inside a write transaction: hold off other processes creating or migrating the schema."""
 
@@ -268,11 +272,19 @@ class PostgresBackend(Backend):
     def begin_write(self, con) -> None:
         con.execute("BEGIN")
 
+    def begin_read(self, con) -> None:
+        # The catalog is not read from a transaction's snapshot: wait until no one is creating the schema.
+        con.execute("BEGIN")
+        con.execute(f"SELECT pg_advisory_xact_lock_shared({self.SCHEMA_LOCK})")
+
     def lock_schema(self, con) -> None:
         con.execute(f"SELECT pg_advisory_xact_lock({self.SCHEMA_LOCK})")
 
     def stored_version(self, con) -> int:
-        if con.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+        # information_schema, not to_regclass(): the name cache is not refreshed by an advisory lock,
+        # and another process may have just created the table.
+        if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() "
+                           "AND table_name = 'schema_version'").fetchone()[0]:
             return 0
         return int(con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0])
 

@@ -206,9 +206,9 @@ class Store:
     def migrate(self, timeout_s: float = LOCK_TIMEOUT_S) -> None:
         """Create the schema, or bring an older one up to :data:`SCHEMA_VERSION`. Safe when several
         processes do it at once: the check and the change happen in one write transaction."""
-        version = self.version()
-        self.guarded(lambda: self._check_version(version, writing=True), "opening the event log")
-        self._prepare(timeout_s)  # after the check: a file that is not ours is left as it is
+        version = self._retrying(self._survey, "opening the event log", timeout_s)
+        self._retrying(lambda: self.backend.prepare(self.con), "opening the event log", timeout_s)
+        # (after the check: a file that is not ours is left as it is)
         if version == SCHEMA_VERSION:
             return  # the common case, without taking the write lock
 
@@ -229,16 +229,29 @@ class Store:
 
         self.transact(step, doing="creating the event log's tables", timeout_s=timeout_s)
 
-    def _prepare(self, timeout_s: float) -> None:
-        """WAL mode for SQLite; switching needs a moment alone with the file, so retry while locked."""
+    def _survey(self) -> int:
+        """The stored version, checked (not ours, newer), read in one snapshot: another process may be
+        creating the schema at this very moment."""
+        self.backend.begin_read(self.con)
+        try:
+            version = self.backend.stored_version(self.con)
+            self._check_version(version, writing=True)
+        finally:
+            self._rollback()
+        return version
+
+    def _retrying(self, fn: Callable[[], T], doing: str, timeout_s: float) -> T:
+        """``fn()`` outside a write transaction (a check, WAL mode: SQLite switches it alone with the
+        file), tried again while the store is locked."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                self.backend.prepare(self.con)
-                return
+                return fn()
+            except EventLogError:
+                raise
             except self.backend.driver_errors() as exc:
                 if not self.backend.is_locked(exc) or time.monotonic() > deadline:
-                    raise self.backend.explain(exc, "opening the event log") from exc
+                    raise self.backend.explain(exc, doing) from exc
                 time.sleep(0.05)
 
     def _check_version(self, version: int, *, writing: bool) -> None:
