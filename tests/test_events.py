@@ -81,7 +81,8 @@ def test_events_command_filters_and_formats(crowd_clip, engine, tmp_path):
     alerts = run_cli("events", "--db", str(db), "--kind", "unmasked_alert", "--json")
     rows = [json.loads(x) for x in alerts.stdout.splitlines()]
     assert rows and {r["kind"] for r in rows} == {"unmasked_alert"} and all(len(r["box"]) == 4 for r in rows)
-    as_csv = list(csv.DictReader(run_cli("events", "--db", str(db), "--csv", "--source", "entrance").stdout.splitlines()))
+    out = run_cli("events", "--db", str(db), "--csv", "--source", "entrance").stdout
+    as_csv = list(csv.DictReader(out.splitlines()))
     assert len(as_csv) > len(rows) and all(r["source"].endswith("entrance.mp4") for r in as_csv)
     assert run_cli("events", "--db", str(db), "--source", "elsewhere.mp4", "--json").stdout == ""
     future = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")

@@ -160,7 +160,7 @@ def _open_log_at_once(path: str, barrier, results) -> None:
 def test_eight_processes_creating_one_new_log_at_once_all_succeed(tmp_path):
     ctx = multiprocessing.get_context("fork")
     db = tmp_path / "new.db"
-    for attempt in range(3):  # a race: give it a few chances to show
+    for _ in range(3):  # a race: give it a few chances to show
         if db.exists():
             for p in tmp_path.glob("new.db*"):
                 p.unlink()
@@ -211,8 +211,8 @@ def _log_with_events(path: Path, n: int = 300) -> Path:
                            (run, utc_iso()))
         for k in range(n):
             store.execute("INSERT INTO events (source_id, kind, at, time_s, track_id, label) VALUES "
-                          "(?, 'track_started', ?, ?, ?, 'with_mask')", (sid, f"2026-01-01T00:00:{k % 60:02d}.{k:03d}+00:00",
-                                                                       k / 10, k))
+                          "(?, 'track_started', ?, ?, ?, 'with_mask')",
+                          (sid, f"2026-01-01T00:00:{k % 60:02d}.{k:03d}+00:00", k / 10, k))
 
     store.transact(fill, doing="test")
     store.close()
@@ -302,11 +302,12 @@ def as_nobody(fn) -> tuple[int, str, str]:
     import tempfile
 
     out_f, err_f = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    import csv  # noqa: F401
+
     import click  # noqa: F401 - imported before dropping privileges (the interpreter's files may be private)
 
     import maskwatch.cli  # noqa: F401
     import maskwatch.events  # noqa: F401
-    import csv  # noqa: F401
 
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child

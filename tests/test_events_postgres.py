@@ -15,8 +15,10 @@ import threading
 
 import pytest
 
+import postgres
 from conftest import HAS_SHARED, SHARED, assert_one_line_error, run_cli
-from postgres import postgres_server, postgres_url  # noqa: F401 - pytest fixtures
+
+postgres_server, postgres_url = postgres.postgres_server, postgres.postgres_url  # pytest fixtures
 
 CLIP = SHARED / "data" / "video" / "single-unmasked.mp4"
 needs_clip = pytest.mark.skipif(not HAS_SHARED or not CLIP.is_file(), reason=f"needs {CLIP} (the shared data folder)")
@@ -37,7 +39,8 @@ def test_one_run_into_both_stores_gives_the_same_rows(engine, tmp_path, postgres
     import maskwatch
     from maskwatch.events import EventLog, query_events
 
-    sqlite_log, pg_log = EventLog(tmp_path / "site.db", command="same run"), EventLog(postgres_url, command="same run")
+    sqlite_log = EventLog(tmp_path / "site.db", command="same run")
+    pg_log = EventLog(postgres_url, command="same run")
     summary = maskwatch.run([CLIP], [sqlite_log, pg_log], engine, vid_stride=4, tracker_options={"alert_after_s": 1.0})
     assert summary.frames > 0
     from_sqlite, from_pg = query_events(tmp_path / "site.db"), query_events(postgres_url)
@@ -72,7 +75,8 @@ def test_detect_and_events_with_a_postgresql_url(tmp_path, postgres_url):
     same = [{k: v for k, v in r.items() if k != "at"} for r in out["pg"]]  # two runs: only the wall clock differs
     assert same == [{k: v for k, v in r.items() if k != "at"} for r in out["sqlite"]]
     # the filters speak PostgreSQL too
-    newest = [json.loads(x) for x in run_cli("events", "--db", postgres_url, "--json", "--limit", "2").stdout.splitlines()]
+    newest = run_cli("events", "--db", postgres_url, "--json", "--limit", "2").stdout
+    newest = [json.loads(x) for x in newest.splitlines()]
     assert newest == out["pg"][-2:]
     part = run_cli("events", "--db", postgres_url, "--json", "--source", "unmasked", "--kind", "unmasked_alert")
     rows = [json.loads(x) for x in part.stdout.splitlines()]
@@ -125,7 +129,8 @@ def test_writes_from_one_thread_per_camera(store, tmp_path, request):
         name = f"rtsp://cam{k}/live"
         info = SourceInfo("stream", name, 64, 48)
         for f in range(frames):
-            events = [TrackEvent("track_started", name, f, f, f / 10, "with_mask", box=(1, 2, 3, 4))] if f % 4 == 0 else []
+            events = [TrackEvent("track_started", name, f, f, f / 10, "with_mask", box=(1, 2, 3, 4))
+                      ] if f % 4 == 0 else []
             log.write(FrameResult(name, 64, 48, [], frame=f, time_s=f / 10, events=events, source_info=info))
 
     threads = [threading.Thread(target=camera, args=(k,)) for k in range(cameras)]

@@ -245,13 +245,14 @@ class PostgresBackend(Backend):
     def connect(self, *, readonly: bool, busy_timeout_s: float):
         psycopg = self._driver()
         try:
-            con = psycopg.connect(self.target, autocommit=True, connect_timeout=10,
-                                  application_name="maskwatch")
+            con = psycopg.connect(self.target, autocommit=True, connect_timeout=10, application_name="maskwatch",
+                                  keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
         except psycopg.Error as exc:
             raise EventLogError(f"{self.label}: cannot connect to PostgreSQL ({_first_line(exc)}); check the host, "
                                 "port, user and database in the URL, and that the server is running.") from exc
         try:
             con.execute(f"SET lock_timeout = {max(1, int(busy_timeout_s * 1000))}")
+            con.execute("SET statement_timeout = 60000")  # no statement of ours takes a minute
             con.execute("SET TIME ZONE 'UTC'")
             if readonly:
                 con.execute("SET default_transaction_read_only = on")

@@ -105,6 +105,9 @@ LOCK_TIMEOUT_S = 10.0
 #: Seconds one attempt waits for a lock (between attempts, a stop signal is noticed).
 _ATTEMPT_S = 1.0
 
+#: After a stop signal, seconds the writer still gets to finish before the run ends without it.
+_SIGNAL_GRACE_S = 5.0
+
 _STOP = object()
 
 
@@ -341,9 +344,10 @@ class EventLog:
                 n = prune(store, retention_days)
                 if n:
                     log.info("event log: %d events older than %g days deleted", n, retention_days)
+            row = (utc_iso(), command, socket.gethostname(), os.getpid(), __version__)
             self.run_id = store.transact(
-                lambda: store.insert("INSERT INTO runs (started_at, command, host, pid, version) VALUES (?, ?, ?, ?, ?)",
-                                     (utc_iso(), command, socket.gethostname(), os.getpid(), __version__)),
+                lambda: store.insert("INSERT INTO runs (started_at, command, host, pid, version) "
+                                     "VALUES (?, ?, ?, ?, ?)", row),
                 doing="recording the run", timeout_s=lock_timeout_s)
         except BaseException:
             store.close()
@@ -399,6 +403,11 @@ class EventLog:
         elif summary.stopped_by_sink:
             self.status = "stopped"
 
+    def failed(self, error: BaseException) -> None:
+        """Called by the run loop instead of :meth:`finish` when the run ended with ``error``."""
+        if error is not self._error:
+            self.status = f"failed: {type(error).__name__}"
+
     def close(self) -> None:
         """Write what is queued and the run's end, then close. Raises :class:`EventLogError` when the
         store failed (unless :meth:`write` already did), :class:`EventLogInterrupted` when a stop
@@ -414,11 +423,19 @@ class EventLog:
                     break
                 except queue.Full:
                     continue
+            aborted_at = None
             while self._thread.is_alive():
                 self._thread.join(0.1)
+                if self._abort.is_set():  # a stop signal: the writer gets a few seconds, no more
+                    aborted_at = aborted_at or time.monotonic()
+                    if time.monotonic() - aborted_at > _SIGNAL_GRACE_S and self._thread.is_alive():
+                        self.lost = self._q.qsize()
+                        self._error = self._error or EventLogError(
+                            f"{self.label}: the last writes did not finish within {_SIGNAL_GRACE_S:g} s")
+                        break
         finally:
             restore()
-        if self._store is not None:
+        if self._store is not None and not self._thread.is_alive():
             self._store.close()
             self._store = None
         if self.dropped:
@@ -490,7 +507,7 @@ class EventLog:
         try:
             while True:
                 batch, stop = self._take()
-                written = store.transact(lambda: self._write_batch(store, rows, batch, stop),
+                written = store.transact(lambda b=batch, s=stop: self._write_batch(store, rows, b, s),
                                          doing="writing the event log", timeout_s=self.lock_timeout_s,
                                          abort=self._abort)
                 self.events_written += written
@@ -630,7 +647,8 @@ def format_table(rows: Iterable[dict[str, Any]]) -> str:
     for r in rows:
         src = str(r["source"])
         body.append([str(r["at"]).replace("+00:00", "Z"), src if len(src) <= 32 else "..." + src[-29:], r["kind"],
-                     "" if r["time_s"] is None else f"{r['time_s']:.2f}", "" if r["track_id"] is None else str(r["track_id"]),
+                     "" if r["time_s"] is None else f"{r['time_s']:.2f}",
+                     "" if r["track_id"] is None else str(r["track_id"]),
                      r["label"] or "", r["previous"] or ""])
     widths = [max([len(c)] + [len(b[i]) for b in body]) for i, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
