@@ -425,3 +425,10 @@ def test_webhook_urls_without_a_host_or_with_a_bad_port_are_refused(tmp_path, ur
     proc = run_cli("detect", str(photo), "--alert-webhook", url)
     assert proc.returncode == 2
     assert_one_line_error(proc, "--alert-webhook", words)
+
+
+def test_serve_refuses_a_bad_db_before_starting(tmp_path):
+    for db, words in (("mysql://me@db.example/site", "postgresql://"), ("/dev/null", "regular file")):
+        proc = run_cli("serve", "--port", "1", "--db", db, cwd=tmp_path, timeout=60)
+        assert proc.returncode == 2
+        assert_one_line_error(proc, words)
