@@ -205,3 +205,30 @@ def test_python_api_without_psycopg_says_what_to_install(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert_one_line_error(proc, "maskwatch[pg]")
+
+
+@pytest.mark.parametrize("release_after", [None, 1.0])
+def test_a_locked_postgresql_table_is_waited_for_then_one_clear_error(postgres_url, release_after):
+    import time
+
+    import psycopg
+
+    from maskwatch.errors import InputError
+    from maskwatch.events import EventLog, query_events
+    from maskwatch.results import FrameResult
+    from maskwatch.track import TrackEvent
+
+    log = EventLog(postgres_url, lock_timeout_s=3)
+    holder = psycopg.connect(postgres_url)
+    holder.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")  # inside the holder's transaction
+    log.write(FrameResult("cam", 4, 4, [], frame=0, time_s=0, events=[TrackEvent("track_started", "cam", 1, 0, 0.0)]))
+    if release_after is None:
+        with pytest.raises(InputError, match="locked for more than 3 s"):
+            log.close()
+        holder.rollback()
+    else:
+        time.sleep(release_after)
+        holder.rollback()
+        log.close()
+        assert [e["track_id"] for e in query_events(postgres_url)] == [1]
+    holder.close()

@@ -8,6 +8,7 @@ types, placeholders, how a new row's id comes back, substring search), which dri
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 from pathlib import Path
@@ -75,6 +76,11 @@ class Backend:
 
     def begin_write(self, con) -> None:
         raise NotImplementedError
+
+    def batching(self, con):
+        """A context in which a transaction's statements go to the store together (PostgreSQL's
+        pipeline mode: no round trip per statement); a no-op for SQLite."""
+        return contextlib.nullcontext()
 
     def begin_read(self, con) -> None:
         """Start a read transaction that sees one snapshot."""
@@ -272,6 +278,9 @@ class PostgresBackend(Backend):
 
     def begin_write(self, con) -> None:
         con.execute("BEGIN")
+
+    def batching(self, con):
+        return con.pipeline()
 
     def begin_read(self, con) -> None:
         # The catalog is not read from a transaction's snapshot: wait until no one is creating the schema.

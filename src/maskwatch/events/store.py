@@ -174,10 +174,11 @@ class Store:
         delay = 0.05
         while True:
             try:
-                self.backend.begin_write(self.con)
                 try:
-                    out = fn()
-                    self.con.execute("COMMIT")
+                    with self.backend.batching(self.con):
+                        self.backend.begin_write(self.con)
+                        out = fn()
+                        self.con.execute("COMMIT")
                     return out
                 except BaseException:
                     self._rollback()
@@ -541,7 +542,8 @@ class EventLog:
         _, key, ev = item
         sid = rows.get(key)
         if sid is None:  # its source was dropped with a full queue
-            self.dropped += 1
+            with self._lock:
+                self.dropped += 1
             return 0
         at = utc_iso(ev.at)
         store.execute(
