@@ -108,7 +108,7 @@ def test_a_file_that_is_not_an_event_log_is_left_alone(tmp_path, engine):
     assert other.read_bytes() == before
     text = tmp_path / "notes.db"
     text.write_text("not a database at all, just words " * 50)
-    with pytest.raises(InputError, match="not an SQLite file"):
+    with pytest.raises(InputError, match="not an SQLite event log"):
         EventLog(text)
 
 

@@ -200,10 +200,13 @@ class SQLiteBackend(Backend):
     def explain(self, exc: BaseException, doing: str) -> EventLogError:
         text = str(exc)
         low = text.lower()
+        if "not a database" in low:
+            return EventLogError(f"{self.label}: not an SQLite event log ({_first_line(exc)}); pass a file written "
+                                 "by --db, or a new path.")
         if "readonly" in low or "read-only" in low:
             hint = "the file or its folder is read-only; choose a writable place, or read it with maskwatch events"
-        elif "malformed" in low or "not a database" in low or "file is not a database" in low:
-            hint = "the file is damaged or not an SQLite file; restore a copy or start a new file"
+        elif "malformed" in low:
+            hint = "the file is damaged; restore a copy or start a new file"
         elif "no such table" in low or "no such column" in low or "has no column" in low:
             hint = "its tables were changed by another program; start a new file"
         elif "disk" in low or "full" in low or "i/o" in low:
