@@ -432,3 +432,32 @@ def test_serve_refuses_a_bad_db_before_starting(tmp_path):
         proc = run_cli("serve", "--port", "1", "--db", db, cwd=tmp_path, timeout=60)
         assert proc.returncode == 2
         assert_one_line_error(proc, words)
+
+
+def test_a_version_1_log_is_read_as_it_is_and_upgraded_by_the_next_run(tmp_path):
+    """Files written before the schema_version table (PRAGMA user_version = 1) keep working."""
+    from maskwatch.events import SCHEMA_VERSION, EventLog, query_events
+    from maskwatch.events.backends import SQLiteBackend
+    from maskwatch.events.store import MIGRATIONS
+
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db, isolation_level=None)
+    for statement in MIGRATIONS[0]:
+        con.execute(statement.format(**SQLiteBackend.types))
+    con.execute("PRAGMA user_version = 1")
+    con.execute("INSERT INTO runs (started_at) VALUES ('2026-01-01T00:00:00.000+00:00')")
+    con.execute("INSERT INTO sources (run_id, path, kind, started_at) VALUES (1, 'cam', 'camera', '2026-01-01')")
+    con.execute("INSERT INTO events (source_id, kind, at, time_s) VALUES (1, 'track_started', "
+                "'2026-01-01T00:00:01.000+00:00', 1.0)")
+    con.close()
+    before = db.read_bytes()
+    proc = run_cli("events", "--db", str(db), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 1
+    assert db.read_bytes() == before  # reading never upgrades (nor changes) the file
+    EventLog(db).close()
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert [v for (v,) in con.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
+    con.close()
+    assert len(query_events(db)) == 1
