@@ -117,7 +117,9 @@ def test_newer_schema_is_refused(tmp_path):
     from maskwatch.events import connect
 
     db = tmp_path / "future.db"
-    connect(db).execute("PRAGMA user_version = 99")
+    store = connect(db)
+    store.execute("INSERT INTO schema_version (version, applied_at) VALUES (99, 'later')")
+    store.close()
     with pytest.raises(InputError, match="newer maskwatch"):
         connect(db)
 

@@ -4,7 +4,10 @@ The tracker raises one ``unmasked_alert`` event per track (see :mod:`maskwatch.t
 :class:`Alerts` is the sink that passes them on: a line in the log, and with a webhook URL a JSON
 POST from a background sender that has a timeout, retries with backoff and a bounded queue, so a
 slow or dead receiver never slows or stops detection (alerts beyond the queue are counted as
-dropped). Face thumbnails are sent only when asked for (``thumbnails=True``).
+dropped). The end of a run does not wait for a receiver either: what is still queued is sent for
+at most ``grace`` seconds (1 s), and not at all once a request has gone unanswered for ``stall_s``
+(0.5 s); the rest is counted as dropped. Face thumbnails are sent only when asked for
+(``thumbnails=True``).
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import json
 import logging
 import queue
 import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 import cv2
 
@@ -26,6 +31,27 @@ from maskwatch.preprocess import crop_face
 log = logging.getLogger(__name__)
 
 _STOP = object()
+
+
+def check_webhook_url(url: str) -> str:
+    """``--alert-webhook``: an ``http://`` or ``https://`` URL with a host and, if given, a port from 1 to 65535."""
+    problem = None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a port out of range or not a number
+        parts, port, problem = None, None, str(exc)
+    if parts is not None:
+        if parts.scheme.lower() not in ("http", "https"):
+            problem = "not http:// or https://"
+        elif not parts.hostname:
+            problem = "no host"
+        elif port == 0:
+            problem = "port 0"
+    if problem:
+        raise InputError(f"--alert-webhook {url!r}: expected an http:// or https:// URL with a host and a port from 1 "
+                         f"to 65535, e.g. http://alerts.example:8080/hook ({problem}).")
+    return url
 
 
 def alert_payload(event, result, thumbnails: bool = False) -> dict[str, Any]:
@@ -62,13 +88,16 @@ class WebhookSender:
         timeout: seconds per attempt.
         retries: further attempts after a failed one, waiting ``backoff * 2**k`` seconds between them.
         max_queue: payloads waiting at most; a full queue drops new alerts (counted in ``dropped``).
+        grace: at :meth:`close`, seconds to go on sending what is queued, at most.
+        stall_s: at :meth:`close`, give up at once when a request has gone unanswered this long.
     """
 
     def __init__(self, url: str, timeout: float = 3.0, retries: int = 3, backoff: float = 0.5,
-                 max_queue: int = 100) -> None:
-        if not url.lower().startswith(("http://", "https://")):
-            raise InputError(f"--alert-webhook {url!r}: expected an http:// or https:// URL.")
+                 max_queue: int = 100, grace: float = 1.0, stall_s: float = 0.5) -> None:
+        check_webhook_url(url)
         self.url, self.timeout, self.retries, self.backoff = url, timeout, retries, backoff
+        self.grace, self.stall_s = grace, stall_s
+        self._in_flight_since: float | None = None
         self._q: queue.Queue = queue.Queue(maxsize=max_queue)
         self.sent = self.failed = self.dropped = 0
         self.accepted = 0  # queued; each ends sent, failed, or (left at close) dropped
@@ -90,8 +119,12 @@ class WebhookSender:
     def _post(self, body: bytes) -> None:
         req = urllib.request.Request(self.url, data=body, method="POST",
                                      headers={"Content-Type": "application/json", "User-Agent": "maskwatch"})
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - the user's URL
-            resp.read(1024)
+        self._in_flight_since = time.monotonic()
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - the user's URL
+                resp.read(1024)
+        finally:
+            self._in_flight_since = None
 
     def _work(self) -> None:
         while True:
@@ -122,20 +155,33 @@ class WebhookSender:
             if not self._final:  # after close() every unsettled alert was counted as dropped
                 setattr(self, outcome, getattr(self, outcome) + 1)
 
-    def close(self, grace: float = 5.0) -> None:
-        """Send what is queued for up to ``grace`` seconds, or stop at once when the receiver is
-        failing (a dead receiver must not hold up the end of a run); what is left is dropped."""
+    def close(self, grace: float | None = None) -> None:
+        """Send what is queued for up to ``grace`` seconds (default: the constructor's), but stop at
+        once when the receiver is failing or a request has gone unanswered for ``stall_s``: a dead or
+        silent receiver must not hold up the end of a run. What is left is counted as dropped; a
+        request still in flight is left to its daemon thread."""
+        grace = self.grace if grace is None else grace
+        deadline = time.monotonic() + grace
         if self.failing:
             self._closing.set()
-            grace = 0.2
-        try:
-            self._q.put(_STOP, timeout=grace)
-        except queue.Full:
-            pass
-        self._thread.join(grace)
-        if self._thread.is_alive():  # a request in flight to a silent receiver: leave it (daemon thread)
-            self._closing.set()
-            self._thread.join(0.2)
+        else:
+            try:
+                self._q.put_nowait(_STOP)
+            except queue.Full:
+                self._closing.set()  # drains the queue without sending; then the marker fits
+        while self._thread.is_alive() and not self._closing.is_set():
+            now = time.monotonic()
+            since = self._in_flight_since
+            if now >= deadline or self.failing or (since is not None and now - since > self.stall_s):
+                self._closing.set()
+                break
+            self._thread.join(0.02)
+        if self._thread.is_alive():
+            try:
+                self._q.put_nowait(_STOP)
+            except queue.Full:
+                pass
+            self._thread.join(0.05)
         with self._count_lock:
             self._final = True
             self.dropped += self.accepted - self.sent - self.failed

@@ -71,6 +71,13 @@ def _check_outputs(outputs: dict[str, str | Path | None], may_exist: tuple[str, 
                              "(outputs never overwrite).")
 
 
+def _db_label(db_path: str) -> str:
+    """``--db`` as messages show it (a URL without its password)."""
+    from maskwatch.events.backends import describe
+
+    return describe(db_path)
+
+
 def _quiet_broken_pipe() -> None:
     """The reader of stdout went away (``| head``): stop writing there, quietly."""
     try:
@@ -108,10 +115,11 @@ class _ImageLines(Sink):
 @click.option("--no-track", is_flag=True, help="Classify every face in every video frame independently.")
 @click.option("--blur", type=click.Choice(BLUR_CHOICES), default="none",
               show_default=True, help="Blur these faces in saved images and videos.")
-@click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
-              help="Record face tracks and their events in this SQLite event log (created or appended to).")
-@click.option("--retention-days", type=click.FloatRange(0, min_open=True), default=None,
-              help="With --db: first delete what the event log holds from more than N days ago.")
+@click.option("--db", "db_path", default=None,
+              help="Record face tracks and their events in this event log: an SQLite file (created or appended "
+                   "to) or a postgresql://user@host:5432/dbname URL.")
+@click.option("--retention-days", type=float, default=None,
+              help="With --db: first delete what the event log holds from more than N days ago (0 < N <= 36500).")
 @spec_options("alerts")
 @click.option("--alert-webhook", default=None, help="POST each alert as JSON to this http(s) URL.")
 @click.option("--alert-thumbnails", is_flag=True, help="Include a small face picture in webhook alerts.")
@@ -132,7 +140,15 @@ def detect(sources, json_path, csv_path, save, project, name, show, vid_stride, 
         raise InputError("--json - and --csv - both want stdout; send one of them to a file.")
     if retention_days is not None and db_path is None:
         raise InputError("--retention-days prunes the event log: give it one with --db PATH.")
-    _check_outputs({"--json": json_path, "--csv": csv_path, "--db": db_path}, may_exist=("--db",))
+    db_file = db_path  # a file path, checked against the other outputs (a URL is not)
+    if db_path is not None:
+        from maskwatch.events.backends import backend_for
+        from maskwatch.events.store import check_retention_days
+
+        check_retention_days(retention_days)
+        if backend_for(db_path).name != "sqlite":  # an unsupported URL fails here, before the model loads
+            db_file = None
+    _check_outputs({"--json": json_path, "--csv": csv_path, "--db": db_file}, may_exist=("--db",))
     spec = spec_from_options(options)
     resolved = resolve_sources(sources)
     engine = _engine(spec)
@@ -189,7 +205,7 @@ def detect(sources, json_path, csv_path, save, project, name, show, vid_stride, 
                       f"{alerts.sender.dropped} dropped" if alerts.sender else ""), err=True)
     click.echo(f"maskwatch: {count(summary.frames, 'frame')} in {summary.elapsed_s:.1f} s ({summary.fps:.1f} frames/s)"
                + (f", results in {run_dir}" if run_dir else "")
-               + (f", events in {db_path}" if db_path else ""), err=True)
+               + (f", events in {_db_label(db_path)}" if db_path else ""), err=True)
     if summary.signal is not None:
         how = "interrupted (SIGINT)" if summary.signal_name == "SIGINT" else f"stopped by {summary.signal_name}"
         click.echo(f"maskwatch: {how} after {count(summary.frames, 'frame')}; every output was closed", err=True)
@@ -200,18 +216,22 @@ def detect(sources, json_path, csv_path, save, project, name, show, vid_stride, 
 
 
 @cli.command()
-@click.option("--db", "db_path", type=click.Path(path_type=Path), required=True,
-              help="The event log (from detect --db).")
+@click.option("--db", "db_path", required=True,
+              help="The event log (from detect --db): an SQLite file (opened read-only) or a postgresql:// URL.")
 @click.option("--since", default=None,
               help="Only events at or after this UTC time (2026-05-01T08:00) or age (30m, 2h, 7d).")
 @click.option("--source", default=None, help="Only this source (a path, URL or camera:N; a part of one matches).")
 @click.option("--kind", type=click.Choice(EVENT_KINDS),
               default=None, help="Only events of this kind.")
-@click.option("--limit", type=click.IntRange(1), default=None, help="At most N events (oldest first).")
+@click.option("--limit", type=click.IntRange(1, 2 ** 63 - 1), default=None,
+              help="Only the newest N events (still listed oldest first).")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines, one event per line.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
 def events(db_path, since, source, kind, limit, as_json, as_csv) -> None:
-    """Print the events an event log recorded (a table; --json or --csv for programs)."""
+    """Print the events an event log recorded (a table; --json or --csv for programs).
+
+    The log is only read, never changed: a file the user may read but not write works.
+    """
     import csv as csv_mod
 
     from maskwatch.events import format_table, query_events
@@ -452,8 +472,9 @@ def models_fetch(dest) -> None:
 @spec_options("model", "face", "mirror", defaults=SERVE_DEFAULTS)
 @click.option("--max-upload-mb", type=click.FloatRange(0.01), default=None,
               help=f"Photo upload limit (MASKWATCH_MAX_UPLOAD_MB)  [default: {MAX_UPLOAD_MB:g}]")
-@click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
-              help="Record live camera sessions and video jobs in this SQLite event log (MASKWATCH_DB).")
+@click.option("--db", "db_path", default=None,
+              help="Record live camera sessions and video jobs in this event log: an SQLite file or a "
+                   "postgresql:// URL (MASKWATCH_DB).")
 def serve(host, port, max_upload_mb, db_path, **options) -> None:
     """Start the web app and HTTP API (page at /, API docs at /docs)."""
     from maskwatch.faces.base import DetectorSettings
