@@ -410,6 +410,7 @@ def benchmark(source, frames, baseline, json_path, **options) -> None:
     """Frames/s end to end and milliseconds per stage on a video or folder (SOURCE)."""
     from maskwatch.benchmark import format_table, run_benchmark
 
+    _check_outputs({"--json": json_path})  # an existing file is refused now, not after the whole run
     spec = spec_from_options(options)
     rows = run_benchmark(source, frames=frames, baseline=baseline, reclassify_every=spec.reclassify_every,
                          reclassify_stable_every=spec.reclassify_stable_every,

@@ -213,6 +213,11 @@ def resolve_inputs(specs: Sequence[str], *, _depth: int = 0) -> list[InputFile]:
             info = fs.get_file_info(inner)
         except Exception as exc:  # noqa: BLE001 - permission / network errors from object stores
             raise InputError(f"{spec}: cannot be listed ({type(exc).__name__}: {exc}).") from exc
+        if info.type == pafs.FileType.NotFound and _depth > 0:
+            # A manifest's missing path is one failed input (failures.jsonl), not a refused batch.
+            kind = "video" if _suffix(spec) in VIDEO_EXTENSIONS else "image"
+            out.append(InputFile(spec, kind, -1, -1))
+            continue
         if info.type == pafs.FileType.NotFound:
             raise InputError(f"{spec}: no such file or folder; expected an image, video, folder, glob or manifest "
                              "(.txt of paths, .csv / .parquet with a 'path' column).")

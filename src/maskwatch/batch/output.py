@@ -120,16 +120,28 @@ class OutputDir:
         """Create the folder (or check an existing one), take the lock, clear leftovers of a crashed run."""
         from pyarrow import fs as pafs
 
-        info = self.fs.get_file_info(self.root)
-        if info.type == pafs.FileType.File:
-            raise InputError(f"{self.uri}: is a file; --output wants a folder (new or made by maskwatch batch).")
+        try:
+            info = self.fs.get_file_info(self.root)
+        except OSError as exc:
+            raise InputError(f"{self.uri}: cannot be looked at ({exc}); choose another --output folder.") from exc
+        if info.type not in (pafs.FileType.NotFound, pafs.FileType.Directory):
+            what = "a file" if info.type == pafs.FileType.File else "not a folder (a device or special file)"
+            raise InputError(f"{self.uri}: is {what}; --output wants a folder (new or made by maskwatch batch).")
         if info.type == pafs.FileType.Directory:
             entries = self.fs.get_file_info(pafs.FileSelector(self.root))
             names = {e.base_name for e in entries}
             if names and "_settings.json" not in names:
                 raise InputError(f"{self.uri}: folder exists and was not made by maskwatch batch; choose a new or "
                                  "empty --output folder (outputs never overwrite).")
-        self.fs.create_dir(self.root, recursive=True)
+        try:
+            self.fs.create_dir(self.root, recursive=True)
+        except OSError as exc:
+            import re
+
+            m = re.search(r"\[errno \d+\] (.*)$", str(exc))
+            reason = getattr(exc, "strerror", None) or (m.group(1) if m else str(exc))
+            raise InputError(f"{self.uri}: the --output folder cannot be created ({reason}); choose a folder you "
+                             "can write, e.g. results/.") from exc
         self._take_lock()
         previous = self._read_text("_settings.json")
         if previous is not None:

@@ -207,6 +207,35 @@ def _check_jpeg_data(data: bytes, name: str) -> None:
         )
 
 
+def _check_grey_tail(img: Image.Image, name: str, full: tuple[int, int]) -> None:
+    """Refuse a JPEG whose header claims more rows than its data holds.
+
+    libjpeg fills the blocks that the data never reached with mid-grey (every pixel exactly 128) and
+    reports success, so a header that claims 2-10x the real height decodes to the picture above a
+    grey band. A band of exact 128s across whole rows, a third of the image or more, under a top part
+    that is not itself that grey, is that fill, not a photo.
+    """
+    if img.mode not in ("L", "RGB"):
+        return
+    w, h = img.size
+    step = 8
+    if h < 3 * step or not _is_fill(img, h - step, h):
+        return
+    top = h - step
+    while top - step >= 0 and _is_fill(img, top - step, top):
+        top -= step
+    if h - top >= h / 3 and top > 0 and not _is_fill(img, 0, top):
+        shown = round(top * full[1] / h)
+        raise ImageDecodeError(
+            f"{name}: corrupt JPEG: its header says {full[0]}x{full[1]} pixels, but the image data covers only "
+            f"the top {shown} rows (the rest decodes as a grey fill); the file is damaged or its header is wrong.")
+
+
+def _is_fill(img: Image.Image, y0: int, y1: int) -> bool:
+    band = np.asarray(img.crop((0, y0, img.size[0], y1)))
+    return bool(band.size) and bool((band == 128).all())
+
+
 # ----------------------------------------------------------------------------------- conversion
 
 
@@ -268,10 +297,16 @@ def _read(data: bytes | Path | str, name: str | None) -> tuple[bytes, str]:
     if isinstance(data, (str, Path)):
         path = Path(data)
         name = name or str(path)
-        if not path.exists():
+        try:
+            exists = path.exists()
+        except PermissionError:
+            raise InputError(f"{name}: permission denied; a folder on the way cannot be read.") from None
+        if not exists:
             raise InputError(f"{name}: no such file. Check the path.")
         if path.is_dir():
             raise InputError(f"{name}: is a folder, expected an image file.")
+        if not path.is_file():  # a FIFO, socket or device: reading it could wait forever
+            raise InputError(f"{name}: not a regular file (a pipe or device); expected an image file.")
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -357,6 +392,8 @@ def decode_image_with_size(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img.load()
+        if img.format in ("JPEG", "MPO"):
+            _check_grey_tail(img, name, full)
         if factor > 1 and img.mode in _REDUCIBLE_MODES:  # others (1-bit, palette, 16-bit): after conversion
             reduced = img.reduce(factor)
             img.close()

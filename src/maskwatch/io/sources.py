@@ -91,6 +91,30 @@ def _media_in(folder: Path) -> list[Path]:
     return sorted(found)
 
 
+def _kind_of(spec: str) -> str | None:
+    """``"dir"``, ``"file"`` (a regular file) or ``None`` (nothing there); one clear error for what cannot be
+    looked at (a folder on the way without permission) or read as media (a FIFO, socket or device: reading
+    one would wait forever)."""
+    import stat
+
+    try:
+        mode = Path(spec).stat().st_mode
+    except PermissionError:
+        raise InputError(f"{spec}: permission denied; a folder on the way cannot be read (check its "
+                         "permissions).") from None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise InputError(f"{spec}: cannot be read ({exc.strerror or exc}).") from None
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    what = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    raise InputError(f"{spec}: is {what}, not a regular file; maskwatch reads image and video files (save the "
+                     "data to a file first, or give a camera index or stream URL).")
+
+
 def _from_path(p: Path) -> Source:
     if p.suffix.lower() in VIDEO_EXTENSIONS:
         return Source("video", str(p))
@@ -113,16 +137,18 @@ def resolve_sources(specs: Sequence[str | Path | Source]) -> list[Source]:
         camera = _camera_index(spec)
         if spec.lower().startswith(STREAM_PREFIXES):
             out.append(Source("stream", spec))
-        elif camera is not None and (spec.lower().startswith(CAMERA_PREFIX) or not Path(spec).exists()):
+            continue
+        kind = None if spec.lower().startswith(CAMERA_PREFIX) else _kind_of(spec)
+        if camera is not None and kind is None:
             # A bare number is a camera unless a file or folder of that name exists here ("2024/");
             # "cam:N" is always a camera.
             out.append(Source("camera", camera))
-        elif Path(spec).is_dir():
+        elif kind == "dir":
             media = _media_in(Path(spec))
             if not media:
                 raise InputError(f"{spec}: folder has no images or videos (.jpg, .png, .mp4, ...).")
             out.extend(_from_path(p) for p in media)
-        elif Path(spec).exists():
+        elif kind == "file":
             out.append(_from_path(Path(spec)))
         elif glob.has_magic(spec):
             matches = sorted(Path(m) for m in glob.glob(spec, recursive=True))
