@@ -82,17 +82,11 @@ class MaskDetector:
         spec: EngineSpec | None = None,
         _classifier: MaskClassifier | None = None,
     ) -> None:
-        changes = {k: v for k, v in dict(
-            model=model, detector=detector, detector_model=detector_model, threads=threads, max_pixels=max_pixels,
-            reclassify_every=reclassify_every, reclassify_stable_every=reclassify_stable_every,
-            mirror_photos=mirror_photos).items() if v is not None}
-        if settings is not None:
-            changes.update(face_threshold=settings.score_threshold, nms_threshold=settings.nms_threshold,
-                           detect_size=settings.detect_size, video_detect_size=settings.video_detect_size,
-                           min_face=settings.min_face, box_scale=tuple(settings.box_scale),
-                           box_shift=tuple(settings.box_shift))
         base = spec if spec is not None else EngineSpec()
-        self.spec: EngineSpec = base.replace(**changes) if changes else base
+        self.spec: EngineSpec = base.changed(
+            settings, model=model, detector=detector, detector_model=detector_model, threads=threads,
+            max_pixels=max_pixels, reclassify_every=reclassify_every, reclassify_stable_every=reclassify_stable_every,
+            mirror_photos=mirror_photos)
         self.classifier = _classifier if _classifier is not None else MaskClassifier(self.spec.model,
                                                                                       threads=self.spec.threads)
         self.detector_settings = DetectorSettings.from_spec(self.spec)

@@ -160,6 +160,18 @@ class EngineSpec:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(spec, **values)
 
+    def changed(self, settings: Any = None, **fields: Any) -> EngineSpec:
+        """This spec with the ``fields`` that are not ``None`` changed, and the face stage of ``settings``
+        (a :class:`~maskwatch.faces.base.DetectorSettings`) when given: the shortcut arguments of
+        ``MaskDetector(...)``, ``maskwatch.batch.run(...)`` and the server settings."""
+        changes = {k: v for k, v in fields.items() if v is not None}
+        if settings is not None:
+            changes.update(face_threshold=settings.score_threshold, nms_threshold=settings.nms_threshold,
+                           detect_size=settings.detect_size, video_detect_size=settings.video_detect_size,
+                           min_face=settings.min_face, box_scale=tuple(settings.box_scale),
+                           box_shift=tuple(settings.box_shift))
+        return replace(self, **changes) if changes else self
+
     def tracker_options(self) -> dict[str, Any]:
         """Keyword arguments for :class:`~maskwatch.track.FaceTracker` from this spec."""
         return {"reclassify_every": self.reclassify_every, "reclassify_stable_every": self.reclassify_stable_every,

@@ -180,8 +180,10 @@ def run(
         raise InputError(f"--workers must be >= 1, got {workers}")
     if chunk_seconds <= 0 or max_chunks < 1:
         raise InputError(f"chunks must be > 0 s and at least 1 per video, got {chunk_seconds} s and {max_chunks}")
-    spec = _spec_of(spec, model=model, detector=detector, detector_model=detector_model, settings=settings,
-                    reclassify_every=reclassify_every)
+    from maskwatch.spec import EngineSpec
+
+    spec = (spec or EngineSpec()).changed(settings, model=model, detector=detector, detector_model=detector_model,
+                                         reclassify_every=reclassify_every)
     items = resolve_inputs([str(i) for i in inputs])
     config, classifier, run_settings = _engine_config(spec, chunk_seconds, max_chunks)
     classes = classifier.classes
@@ -242,20 +244,6 @@ def run(
 
             ray.shutdown()
     return summary
-
-
-def _spec_of(spec, *, model, detector, detector_model, settings, reclassify_every):
-    """``spec`` (default: the defaults) changed by the single-field arguments of :func:`run`."""
-    from maskwatch.spec import EngineSpec
-
-    changes = {k: v for k, v in dict(model=model, detector=detector, detector_model=detector_model,
-                                     reclassify_every=reclassify_every).items() if v is not None}
-    if settings is not None:
-        changes.update(face_threshold=settings.score_threshold, nms_threshold=settings.nms_threshold,
-                       detect_size=settings.detect_size, video_detect_size=settings.video_detect_size,
-                       min_face=settings.min_face, box_scale=tuple(settings.box_scale),
-                       box_shift=tuple(settings.box_shift))
-    return (spec or EngineSpec()).replace(**changes)
 
 
 def _engine_config(spec, chunk_seconds: float, max_chunks: int):

@@ -174,15 +174,9 @@ class ServerSettings(BaseSettings):
         """The effective engine: the spec's defaults, its ``MASKWATCH_*`` variables, then these settings
         (model, face backend, face-detector settings, mirror, pixel limit), one ONNX Runtime thread."""
         spec = EngineSpec.from_env(self.__dict__.get("_spec_env"), base=EngineSpec(**SERVE_DEFAULTS))
-        changes: dict[str, Any] = {"model": self.model, "detector": self.detector,
-                                   "detector_model": self.detector_model, "mirror_photos": self.mirror_photos,
-                                   "max_pixels": self.max_pixels, "threads": 1}
-        d = self.detector_settings
-        if d is not None:
-            changes.update(face_threshold=d.score_threshold, nms_threshold=d.nms_threshold, detect_size=d.detect_size,
-                           video_detect_size=d.video_detect_size, min_face=d.min_face, box_scale=tuple(d.box_scale),
-                           box_shift=tuple(d.box_shift))
-        return spec.replace(**changes)
+        return spec.changed(self.detector_settings, model=self.model, detector=self.detector,
+                            detector_model=self.detector_model, mirror_photos=self.mirror_photos,
+                            max_pixels=self.max_pixels, threads=1)
 
     @property
     def max_upload_bytes(self) -> int:
