@@ -457,9 +457,11 @@ def evaluate(model, data, split_file, score_floor, detector, detector_model, fac
 @cli.command()
 @click.argument("source", required=False)
 @detector_options
-@click.option("--frames", type=click.IntRange(1), default=300, show_default=True, help="Frames to time.")
+@click.option("--frames", type=click.IntRange(0), default=300, show_default=True,
+              help="Frames to time; 0: the whole video (the fair comparison with --baseline).")
 @click.option("--baseline/--no-baseline", default=False,
-              help="Also time the classic tutorial pipeline (res10 SSD + Keras predict; needs [train]).")
+              help="Also time the classic tutorial pipeline (res10 SSD + Keras predict; needs [train] and the "
+                   "res10 files in $MASKWATCH_MODELS or ../shared/weights/face).")
 @tracking_options
 @click.option("--json", "json_path", default=None, help="Also write the numbers as JSON here.")
 def benchmark(source, model, detector, detector_model, face_threshold, detect_size, min_face, frames, baseline,
