@@ -441,17 +441,30 @@ def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, we
 @mirror_option
 @click.option("--project", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--name", default="exp", show_default=True)
+@click.option("--json", "json_path", default=None,
+              help="Also write the metrics as JSON here ('-': stdout, the text report then goes to stderr).")
 def evaluate(model, data, split_file, score_floor, detector, detector_model, face_threshold, detect_size, min_face,
-             mirror, project, name) -> None:
+             mirror, project, name, json_path) -> None:
     """Score MODEL on DATA: a crop dataset (class folders) or a scene dataset (YOLO or Pascal VOC boxes)."""
     from maskwatch.evaluate.runner import evaluate_path
 
+    if json_path and json_path != "-" and Path(json_path).exists():  # refuse before the evaluation runs
+        raise InputError(f"{json_path}: already exists; choose a new output file (outputs never overwrite).")
     out = evaluate_path(model, data, split_file=split_file, project=project, name=name,
                         detector=detector, detector_model=detector_model,
                         settings=_settings(face_threshold, detect_size, min_face), score_floor=score_floor,
                         mirror=mirror)
-    click.echo(out.text)
-    click.echo(f"report: {out.run_dir}")
+    to_stderr = json_path == "-"
+    click.echo(out.text, err=to_stderr)
+    click.echo(f"report: {out.run_dir}", err=to_stderr)
+    if json_path:
+        from maskwatch.evaluate.runner import metrics_json
+        from maskwatch.io.writers import open_output
+
+        fh, owned = open_output(json_path)
+        fh.write(metrics_json(out.metrics) + "\n")
+        if owned:
+            fh.close()
 
 
 @cli.command()
