@@ -399,7 +399,8 @@ def test_evaluate_cli_prints_both_ious_and_writes_json(tmp_path):
     proc = run_cli("evaluate", str(model), str(data), "--project", str(tmp_path / "runs"), "--json", str(out_json))
     assert proc.returncode == 0, proc.stderr
     assert "by IoU" in proc.stdout
-    rows = {ln.split()[0]: ln.split()[1:] for ln in proc.stdout.splitlines() if ln.startswith(("0.3 ", "0.5 ", "0.5:0.95"))}
+    rows = {ln.split()[0]: ln.split()[1:] for ln in proc.stdout.splitlines()
+            if ln.startswith(("0.3 ", "0.5 ", "0.5:0.95"))}
     assert set(rows) == {"0.3", "0.5", "0.5:0.95"}
     m = json.loads(out_json.read_text())  # strict JSON: NaN written as null
     assert m["n_images"] == 4
