@@ -15,8 +15,8 @@ calibrated on real face crops of scenes-kaggle val):
 Timed as maskwatch runs its classifier (``MaskClassifier``: CPU provider, 1 intra-op thread):
 ms per face for one face per call (``b1``) and per face in batches of 8 (``b8``), median and fastest
 of the repeats, after a warm-up (on a busy machine the fastest is the better estimate of the cost).
-The head of the per-size models is untrained (weights do not change speed), so the agreement column (int8 top-1 = float top-1 on real face crops) is only given for the bundled,
-trained 224 model. No model is trained here. Sizes need not be bundled: this informs which size to
+The head of the per-size models is untrained (weights do not change speed), so the agreement column
+(int8 top-1 = float top-1 on real face crops) is only given for the bundled, trained 224 model. No model is trained here. Sizes need not be bundled: this informs which size to
 train (the model branch).
 """
 
