@@ -78,17 +78,16 @@ def find_res10_sources() -> tuple[Path, Path] | None:
 
 
 def _onnx_is_current(path: Path) -> bool:
+    """Whether ``path`` was written by this converter version (without ``onnx`` to read it: trusted)."""
     try:
         import onnx
-
-        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    except Exception:  # unreadable or onnx missing: trust an existing file only if onnx is absent
-        try:
-            import onnx  # noqa: F401
-        except ImportError:
-            return True
+    except ImportError:
+        return True
+    try:
+        props = onnx.load(str(path), load_external_data=False).metadata_props
+    except Exception:  # noqa: BLE001 - unreadable: convert again
         return False
-    return meta.get("maskwatch_res10_converter") == CONVERTER_VERSION
+    return {p.key: p.value for p in props}.get("maskwatch_res10_converter") == CONVERTER_VERSION
 
 
 def find_res10_onnx(convert: bool = True) -> Path:
