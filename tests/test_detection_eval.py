@@ -419,3 +419,14 @@ def test_evaluate_cli_prints_both_ious_and_writes_json(tmp_path):
     proc = run_cli("evaluate", str(model), str(data), "--project", str(tmp_path / "runs"), "--json", str(out_json))
     assert_one_line_error(proc, "already exists")
     assert out_json.read_text() == before
+
+
+def test_metrics_json_is_strict():
+    import json
+
+    from maskwatch.evaluate.runner import metrics_json
+
+    text = metrics_json({"ap": {"mask_incorrect": float("nan"), "with_mask": np.float32(0.5)},
+                         "confusion": np.array([[1, 2], [3, 4]]), "n": np.int64(3)})
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}")) == {
+        "ap": {"mask_incorrect": None, "with_mask": 0.5}, "confusion": [[1, 2], [3, 4]], "n": 3}

@@ -29,6 +29,8 @@ def _plain(value):
     """``value`` with NaN as ``None`` and NumPy scalars as Python numbers, so that it is strict JSON."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, np.generic):
