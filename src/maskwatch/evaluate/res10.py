@@ -91,14 +91,15 @@ def _onnx_is_current(path: Path) -> bool:
 
 
 def find_res10_onnx(convert: bool = True) -> Path:
-    """The res10 ONNX file: in ``$MASKWATCH_MODELS`` or the user cache, else converted into the cache.
+    """The res10 ONNX file: in ``$MASKWATCH_MODELS``, the user cache or the shared face folder, else
+    converted from the TensorFlow files into the user cache.
 
     Raises :class:`InputError` (one line, with what to do) when neither the ONNX nor the original
     TensorFlow files are found, and :class:`DependencyError` when converting needs the train extra.
     """
     from maskwatch.faces.models import cache_dir
 
-    for d in _search_dirs():
+    for d in [*_search_dirs(), shared_face_dir()]:
         p = d / ONNX_NAME
         if p.is_file() and _onnx_is_current(p):
             return p
