@@ -57,6 +57,27 @@ def bench_engine(engine, source: str, frames: int, track: bool) -> dict[str, Any
             "ms_per_classified_face": cls / max(classified, 1)}
 
 
+def classic_keras_model(weights: Path | None):
+    """The tutorial's classifier, fixed at its own settings whatever maskwatch's recipe becomes:
+    Keras MobileNetV2 (alpha 1.0, 224x224, base weights from ``weights`` or random when absent: the
+    speed is the same) + AveragePooling 7x7, Flatten, Dense 128 ReLU, Dropout 0.5, Dense 2 softmax."""
+    from maskwatch.train.keras_backend import import_keras
+
+    _, keras = import_keras()
+    from keras import layers
+
+    inputs = keras.Input((224, 224, 3), name="image")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)  # preprocess_input, inside the model
+    base = keras.applications.MobileNetV2(input_shape=(224, 224, 3), alpha=1.0, include_top=False,
+                                          weights=str(weights) if weights is not None and weights.is_file() else None)
+    x = base(x, training=False)
+    x = layers.AveragePooling2D(pool_size=(7, 7))(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Dropout(0.5)(x)
+    return keras.Model(inputs, layers.Dense(2, activation="softmax")(x))
+
+
 def bench_classic(source: str, frames: int, res10_onnx: Path, weights: Path | None) -> dict[str, Any]:
     """The tutorial pipeline: res10 SSD (``cv2.dnn``, 300x300, faces above 0.5) + Keras MobileNetV2
     ``model.predict`` once per frame on all its faces (224x224). ``frames`` 0 times the whole source.
@@ -66,12 +87,11 @@ def bench_classic(source: str, frames: int, res10_onnx: Path, weights: Path | No
     no longer reads the original TensorFlow files; its detections agree with OpenCV 4's on those.
     """
     from maskwatch.evaluate.res10 import Res10Detector
-    from maskwatch.train.keras_backend import build_model, import_keras
-    from maskwatch.train.recipe import Recipe
+    from maskwatch.train.keras_backend import import_keras
 
     t_load = time.perf_counter()
     import_keras()
-    model = build_model(Recipe(), weights if weights and weights.is_file() else None)
+    model = classic_keras_model(weights)
     detector = Res10Detector(res10_onnx)
     dec = det = cls = 0.0
     faces_total = n = 0
