@@ -338,3 +338,101 @@ def test_face_recall_on_scenes_dev_subset():
         m = scene_metrics(preds, subset)
     assert m["n_images"] == 20
     assert m["face_recall@0.3"] > 0.7, format_scene_metrics(m)
+
+
+# ------------------------------------------------------------------ IoU 0.3 / 0.5 / 0.5:0.95 (issue 15)
+
+
+def _shifted(box: np.ndarray, frac: float) -> np.ndarray:
+    """``box`` moved right by ``frac`` of its width (IoU with the original: (1 - frac) / (1 + frac))."""
+    w = box[2] - box[0]
+    return box + np.array([frac * w, 0, frac * w, 0])
+
+
+def test_loose_boxes_count_at_iou_03_but_not_at_05():
+    # Two right-labelled faces, each drawn in another box style: shifted by 40% of the width (IoU 0.43).
+    images = [SceneImage("a.jpg", GT, ["with_mask", "without_mask"])]
+    pred = ScenePrediction(np.stack([_shifted(GT[0], 0.4), _shifted(GT[1], 0.4)]), np.array([0.9, 0.8]),
+                           np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0]]))
+    m = scene_metrics([pred], images)
+    assert m["map_top1@0.3"] == pytest.approx(1.0) and m["face_ap@0.3"] == pytest.approx(1.0)
+    assert m["map_top1@0.5"] == pytest.approx(0.0) and m["face_ap@0.5"] == pytest.approx(0.0)
+    assert m["map_top1@0.5:0.95"] == pytest.approx(0.0)
+    assert m["map_top1@0.3|0.5"] == pytest.approx(0.5)
+    assert m["by_iou"]["0.3"]["ap_top1"]["with_mask"] == pytest.approx(1.0)
+    assert m["map_top1"] == m["map_top1@0.5"]  # the default IoU's figures are the @0.5 ones
+
+
+def test_coco_average_rewards_exact_boxes():
+    images = [SceneImage("a.jpg", GT, ["with_mask", "with_mask"])]
+    probs = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    exact = scene_metrics([ScenePrediction(GT, np.array([0.9, 0.8]), probs)], images)
+    # Shifted by 10% of the width: IoU 0.818, a hit at 0.50..0.80 (7 of the 10 COCO thresholds), a miss above.
+    near = scene_metrics([ScenePrediction(np.stack([_shifted(b, 0.1) for b in GT]), np.array([0.9, 0.8]), probs)],
+                         images)
+    assert exact["map_top1@0.5:0.95"] == pytest.approx(1.0)
+    assert near["map_top1@0.5"] == pytest.approx(1.0)
+    assert near["map_top1@0.5:0.95"] == pytest.approx(0.7)
+    assert near["face_ap@0.5:0.95"] == pytest.approx(0.7)
+    text = format_scene_metrics(near)
+    assert "0.5:0.95" in text and "found and labelled" in text
+
+
+def _tiny_yolo_set(root: Path, n: int = 4) -> Path:
+    import shutil
+
+    src = SHARED_DIR / "data" / "scenes-dev"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    shutil.copy(src / "classes.txt", root / "classes.txt")
+    for img in sorted((src / "images").glob("*.jpg"))[:n]:
+        shutil.copy(img, root / "images" / img.name)
+        shutil.copy(src / "labels" / (img.stem + ".txt"), root / "labels" / (img.stem + ".txt"))
+    return root
+
+
+@pytest.mark.shared
+def test_evaluate_cli_prints_both_ious_and_writes_json(tmp_path):
+    import json
+
+    from conftest import assert_one_line_error, run_cli
+
+    model = default_model_path()
+    if not (SHARED_DIR / "data" / "scenes-dev").is_dir() or model is None:
+        pytest.skip(f"needs the shared scene set under {SHARED_DIR} (set MASKWATCH_SHARED) and a classifier model")
+    data = _tiny_yolo_set(tmp_path / "scenes")
+    out_json = tmp_path / "m.json"
+    proc = run_cli("evaluate", str(model), str(data), "--project", str(tmp_path / "runs"), "--json", str(out_json))
+    assert proc.returncode == 0, proc.stderr
+    assert "by IoU" in proc.stdout
+    rows = {ln.split()[0]: ln.split()[1:] for ln in proc.stdout.splitlines()
+            if ln.startswith(("0.3 ", "0.5 ", "0.5:0.95"))}
+    assert set(rows) == {"0.3", "0.5", "0.5:0.95"}
+    m = json.loads(out_json.read_text())  # strict JSON: NaN written as null
+    assert m["n_images"] == 4
+    for key in ("map_top1@0.3", "map_top1@0.5", "map_top1@0.5:0.95", "face_ap@0.3", "face_ap@0.5", "face_ap@0.5:0.95"):
+        assert 0.0 <= m[key] <= 1.0, key
+    assert float(rows["0.3"][0]) == pytest.approx(m["map_top1@0.3"], abs=5e-4)
+    # Looser matching never scores lower; the COCO mean never beats @0.5.
+    assert m["map_top1@0.3"] >= m["map_top1@0.5"] >= m["map_top1@0.5:0.95"]
+    assert m["face_ap@0.3"] >= m["face_ap@0.5"] >= m["face_ap@0.5:0.95"]
+    # '-' puts the JSON alone on stdout (the report moves to stderr); an existing file is never overwritten.
+    proc = run_cli("evaluate", str(model), str(data), "--project", str(tmp_path / "runs"), "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["by_iou"]["0.3"]["map_top1"] == pytest.approx(m["map_top1@0.3"])
+    assert "by IoU" in proc.stderr
+    before = out_json.read_text()
+    proc = run_cli("evaluate", str(model), str(data), "--project", str(tmp_path / "runs"), "--json", str(out_json))
+    assert_one_line_error(proc, "already exists")
+    assert out_json.read_text() == before
+
+
+def test_metrics_json_is_strict():
+    import json
+
+    from maskwatch.evaluate.runner import metrics_json
+
+    text = metrics_json({"ap": {"mask_incorrect": float("nan"), "with_mask": np.float32(0.5)},
+                         "confusion": np.array([[1, 2], [3, 4]]), "n": np.int64(3)})
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}")) == {
+        "ap": {"mask_incorrect": None, "with_mask": 0.5}, "confusion": [[1, 2], [3, 4]], "n": 3}

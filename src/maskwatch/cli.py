@@ -384,26 +384,40 @@ def train(data_dir, recipe, epochs, lr, batch_size, crop_faces, margin, seed, we
 @spec_options("face", "mirror")
 @click.option("--project", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--name", default="exp", show_default=True)
-def evaluate(model, data, split_file, score_floor, project, name, **options) -> None:
+@click.option("--json", "json_path", default=None,
+              help="Also write the metrics as JSON here ('-': stdout, the text report then goes to stderr).")
+def evaluate(model, data, split_file, score_floor, project, name, json_path, **options) -> None:
     """Score MODEL on DATA: a crop dataset (class folders) or a scene dataset (YOLO or Pascal VOC boxes)."""
     from maskwatch.evaluate.runner import evaluate_path
     from maskwatch.faces.base import DetectorSettings
 
+    _check_outputs({"--json": json_path})  # refused before the evaluation runs
     spec = spec_from_options(options)
     out = evaluate_path(model, data, split_file=split_file, project=project, name=name,
                         detector=spec.detector, detector_model=spec.detector_model,
                         settings=DetectorSettings.from_spec(spec), score_floor=score_floor,
                         mirror=spec.mirror_photos)
-    click.echo(out.text)
-    click.echo(f"report: {out.run_dir}")
+    to_stderr = json_path == "-"
+    click.echo(out.text, err=to_stderr)
+    click.echo(f"report: {out.run_dir}", err=to_stderr)
+    if json_path:
+        from maskwatch.evaluate.runner import metrics_json
+        from maskwatch.sinks.files import open_output
+
+        fh, owned = open_output(json_path)
+        fh.write(metrics_json(out.metrics) + "\n")
+        if owned:
+            fh.close()
 
 
 @cli.command()
 @click.argument("source", required=False)
 @spec_options("model", "face")
-@click.option("--frames", type=click.IntRange(1), default=300, show_default=True, help="Frames to time.")
+@click.option("--frames", type=click.IntRange(0), default=300, show_default=True,
+              help="Frames to time; 0: the whole video (the fair comparison with --baseline).")
 @click.option("--baseline/--no-baseline", default=False,
-              help="Also time the classic tutorial pipeline (res10 SSD + Keras predict; needs [train]).")
+              help="Also time the classic tutorial pipeline (res10 SSD + Keras predict; needs [train] and the "
+                   "res10 files in $MASKWATCH_MODELS or ../shared/weights/face).")
 @spec_options("tracking")
 @click.option("--json", "json_path", default=None, help="Also write the numbers as JSON here.")
 def benchmark(source, frames, baseline, json_path, **options) -> None:

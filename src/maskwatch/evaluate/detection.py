@@ -28,6 +28,13 @@ Conventions (Pascal VOC style):
   ``map`` averages ``with_mask`` and ``without_mask`` (:data:`~maskwatch.evaluate.scenes.MAIN_CLASSES`)
   under the ``class_score`` asked for; ``map_all`` adds every other class the data labels
   (``mask_incorrect``: a model without that class scores AP 0 on it).
+* **IoU thresholds** (issue 15): top-1 mAP, multi-label mAP and face AP are always given at IoU 0.3,
+  0.5 and averaged over 0.5:0.95 (COCO's ten thresholds 0.50, 0.55, ..., 0.95), in ``by_iou`` and as
+  flat keys ``map_top1@0.3`` / ``map_top1@0.5`` / ``map_top1@0.5:0.95`` (same for ``map_multilabel``
+  and ``face_ap``), plus ``map_top1@0.3|0.5``, the mean of the two, the score to choose settings on.
+  @0.3 asks whether each face was found and labelled whatever the annotator's box style; @0.5 is the
+  field's convention and depends on how the annotators drew their boxes; 0.5:0.95 rewards exact boxes
+  (docs/evaluation.md).
 * The **face** metrics ignore the labels: face AP ranks faces by ``face_score``; face recall is the
   share of ground-truth faces matched by some detected face at IoU 0.5 and 0.3 (the detector's boxes
   may be drawn tighter or shifted relative to annotators' boxes, which IoU 0.3 forgives).
@@ -60,6 +67,10 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 CLASS_SCORES = ("product", "argmax", "prob")
+#: IoU thresholds every scene evaluation reports (besides the ``iou`` it was asked for).
+REPORT_IOUS: tuple[float, ...] = (0.3, 0.5)
+#: COCO's thresholds, averaged into the ``0.5:0.95`` figures.
+COCO_IOUS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 
 
 # ------------------------------------------------------------------------------------ pure functions
@@ -215,6 +226,37 @@ def _prf(tp: int, n_det: int, n_gt: int) -> dict[str, Any]:
     return {"precision": p, "recall": r, "f1": f1, "tp": tp, "fp": n_det - tp, "fn": n_gt - tp}
 
 
+def iou_table(
+    preds: Sequence[ScenePrediction], images: Sequence[SceneImage], classes: Sequence[str] = SCENE_CLASSES,
+) -> dict[str, dict[str, Any]]:
+    """Top-1 and multi-label mAP (with/without mask), per-class top-1 AP and face AP at IoU 0.3, 0.5 and
+    averaged over 0.5:0.95, keyed ``"0.3"``, ``"0.5"``, ``"0.5:0.95"``.
+
+    ``preds`` must already cover every class (see :func:`scene_metrics`).
+    """
+    main = [c for c in classes if c in MAIN_CLASSES]
+    faces = [(p.boxes, p.face_scores) for p in preds]
+    all_gt = [im.boxes for im in images]
+
+    def at(iou: float) -> dict[str, Any]:
+        top1 = class_aps(preds, images, iou, "argmax", classes)
+        multi = class_aps(preds, images, iou, "product", classes)
+        return {"map_top1": _mean([top1[c] for c in main]), "map_multilabel": _mean([multi[c] for c in main]),
+                "map_all_top1": _mean(list(top1.values())), "ap_top1": top1,
+                "face_ap": detection_ap(faces, all_gt, iou)["ap"]}
+
+    table = {format(iou, "g"): at(iou) for iou in REPORT_IOUS}
+    coco = [table[format(i, "g")] if format(i, "g") in table else at(i) for i in COCO_IOUS]
+    table["0.5:0.95"] = {
+        "map_top1": _mean([r["map_top1"] for r in coco]),
+        "map_multilabel": _mean([r["map_multilabel"] for r in coco]),
+        "map_all_top1": _mean([r["map_all_top1"] for r in coco]),
+        "ap_top1": {c: _mean([r["ap_top1"][c] for r in coco]) for c in classes},
+        "face_ap": _mean([r["face_ap"] for r in coco]),
+    }
+    return table
+
+
 def _padded(p: ScenePrediction, n_classes: int) -> ScenePrediction:
     """``p`` with zero probability for classes past its own (a 2-class model on 3-class data)."""
     extra = n_classes - p.probs.shape[1]
@@ -293,6 +335,8 @@ def scene_metrics(
     (mean over every class with ground truth), ``ap_top1`` / ``map_top1`` / ``map_all_top1``,
     ``ap_multilabel`` / ``map_multilabel`` / ``map_all_multilabel``, ``face_ap`` (class-agnostic, at
     ``iou``), ``face_ap@0.3``, ``face_recall@0.5``, ``face_recall@0.3`` (over every face given),
+    ``by_iou`` (:func:`iou_table`: IoU 0.3, 0.5 and 0.5:0.95) with its flat copies ``map_top1@X``,
+    ``map_multilabel@X``, ``face_ap@X`` and ``map_top1@0.3|0.5`` (the mean of 0.3 and 0.5),
     ``operating_threshold``, ``operating_point`` (precision / recall / F1 / tp / fp / fn for ``faces``,
     each class and ``overall`` = a detection counts only with the right label; ``n_uncertain``) and
     ``confusion`` (:func:`confusion_matrix` at the operating point).
@@ -321,6 +365,12 @@ def scene_metrics(
     face50 = face if iou == 0.5 else detection_ap(faces, all_gt, 0.5)
     out.update({"face_ap": face["ap"], "face_ap@0.3": face30["ap"], "face_recall@0.5": face50["recall"],
                 "face_recall@0.3": face30["recall"]})
+    by_iou = iou_table(preds, images, classes)
+    out["by_iou"] = by_iou
+    for key in ("map_top1", "map_multilabel", "face_ap"):
+        for at in by_iou:
+            out[f"{key}@{at}"] = by_iou[at][key]
+    out["map_top1@0.3|0.5"] = _mean([by_iou["0.3"]["map_top1"], by_iou["0.5"]["map_top1"]])
 
     # Operating point: the faces a user gets, each with its top-1 label (uncertain ones abstain).
     op_preds = [p.above(operating_threshold) for p in preds] if operating_threshold is not None else list(preds)
@@ -416,8 +466,8 @@ def evaluate_scenes(
     metrics["detector"] = detector_summary(fd)
     metrics["score_floor"] = score_floor
     metrics["model_classes"] = list(detector.classes)
-    log.info("scenes: mAP@%.2g top-1 %.4f multi-label %.4f, face AP %.4f over %d images", iou,
-             metrics["map_top1"], metrics["map_multilabel"], metrics["face_ap"], len(images))
+    log.info("scenes: mAP@%.2g top-1 %.4f multi-label %.4f, face AP %.4f; top-1 mAP@0.3 %.4f over %d images", iou,
+             metrics["map_top1"], metrics["map_multilabel"], metrics["face_ap"], metrics["map_top1@0.3"], len(images))
     return metrics
 
 
@@ -445,6 +495,15 @@ def format_scene_metrics(d: dict[str, Any]) -> str:
     lines.append(f"{'mAP with/without':<20}{_fmt(d['map_top1']):>8}{_fmt(d['map_multilabel']):>8}")
     if len(present) > 2:
         lines.append(f"{'mAP all classes':<20}{_fmt(d['map_all_top1']):>8}{_fmt(d['map_all_multilabel']):>8}")
+    by_iou = d.get("by_iou")
+    if by_iou:
+        lines.append("by IoU (@0.3: found and labelled, whatever the annotator's box style; @0.5: the field's "
+                     "convention, box-style-bound; 0.5:0.95: COCO's mean over 0.50..0.95):")
+        lines.append(f"{'IoU':<20}{'top-1':>8}{'multi':>8}{'face AP':>9}")
+        for key, row in by_iou.items():
+            lines.append(f"{key:<20}{_fmt(row['map_top1']):>8}{_fmt(row['map_multilabel']):>8}"
+                         f"{_fmt(row['face_ap']):>9}")
+        lines.append(f"top-1 mAP, mean of @0.3 and @0.5: {_fmt(d['map_top1@0.3|0.5']).strip()}")
     lines.append(f"face AP@{at} {_fmt(d['face_ap']).strip()}, AP@0.3 {_fmt(d['face_ap@0.3']).strip()}; "
                  f"face recall (every face ranked) @0.5 {_fmt(d['face_recall@0.5']).strip()}, "
                  f"@0.3 {_fmt(d['face_recall@0.3']).strip()}")

@@ -26,6 +26,26 @@ class EvaluationOutput:
     text: str
 
 
+def _plain(value):
+    """``value`` with NaN as ``None`` and NumPy scalars as Python numbers, so that it is strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def metrics_json(metrics: dict) -> str:
+    """An evaluation's metrics as strict JSON (``NaN``, e.g. AP of a class without faces, as ``null``)."""
+    return json.dumps(_plain(metrics), indent=2, default=str)
+
+
 def is_crop_dataset(data: Path, classes) -> bool:
     return any((data / c).is_dir() for c in classes)
 
@@ -124,5 +144,5 @@ def evaluate_path(model_path, data, split_file=None, project="runs", name="exp",
     metrics = evaluate_scenes(engine, images, progress=progress,
                               score_floor=DEFAULT_SCORE_FLOOR if score_floor is None else score_floor)
     metrics["split_file"] = None if split_file is None else str(split_file)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    (run_dir / "metrics.json").write_text(metrics_json(metrics))
     return EvaluationOutput("scenes", metrics, run_dir, format_scene_metrics(metrics))
