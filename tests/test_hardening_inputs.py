@@ -119,3 +119,18 @@ def test_benchmark_refuses_an_existing_json_before_running(tmp_path, model_path)
     assert_one_line_error(proc, "already exists")
     assert proc.stdout == ""  # nothing was timed
     assert existing.read_text() == "{}"
+
+
+@needs_shared
+def test_evaluate_with_a_classes_txt_that_is_not_utf8_is_one_clear_error(tmp_path, model_path):
+    import shutil
+
+    root = tmp_path / "yolo"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    shutil.copy(PHOTO, root / "images" / "a.jpg")
+    (root / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "classes.txt").write_bytes(b"no_mask\n\xff\xfemask\n")
+    proc = run_cli("evaluate", str(model_path), str(root), "--project", str(tmp_path / "runs"))
+    assert_one_line_error(proc, "classes.txt", "not UTF-8")
+    assert proc.returncode == 2

@@ -58,6 +58,17 @@ CLASS_ALIASES: dict[str, str] = {
 }
 
 
+
+def _read_text(path: Path) -> str:
+    """A dataset's text file (UTF-8, with or without a byte-order mark), or one clear :class:`DataError`."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position {exc.start}); "
+                        "save the file as UTF-8.") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+
 @dataclass
 class SceneImage:
     """One photo and its ground-truth faces.
@@ -163,7 +174,7 @@ def load_scenes(
 def _yolo_class_names(root: Path) -> list[str]:
     for candidate in (root / "classes.txt", root / "labels" / "classes.txt", root / "obj.names"):
         if candidate.is_file():
-            names = [ln.strip() for ln in candidate.read_text(encoding="utf-8-sig").splitlines()]
+            names = [ln.strip() for ln in _read_text(candidate).splitlines()]
             names = [n for n in names if n]
             if not names:
                 raise DataError(f"{candidate}: empty; expected one class name a line.")
@@ -234,7 +245,7 @@ def load_yolo(root: str | Path, aliases: Mapping[str, str] | None = None) -> lis
         rows: list[tuple[int, float, float, float, float]] = []
         if label_path.is_file():
             try:
-                text = label_path.read_text(encoding="utf-8-sig")
+                text = _read_text(label_path)
             except UnicodeDecodeError as exc:
                 raise DataError(f"{label_path}: not a text file in UTF-8 (byte {exc.start}); expected YOLO "
                                 "label lines 'class cx cy w h'.") from None
@@ -366,7 +377,7 @@ def read_scene_list(path: str | Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"{path}: split file not found; expected one image path a line (e.g. docs/splits/...).")
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in _read_text(Path(path)).splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             out.append(line.replace("\\", "/"))
