@@ -101,3 +101,42 @@ def test_summary_counts_add_up_and_uncertain_is_apart(engine):
     total = s.total()
     assert total["faces"] == sum(total["counts"].values()) > 0
     assert set(total["counts"]) == {*engine.classes, "uncertain"}
+
+
+@needs_shared
+def test_detect_parquet_has_the_csv_rows_and_the_batch_columns(tmp_path, model_path):
+    """One face->row builder: detect --parquet holds exactly detect --csv's rows, typed."""
+    import csv
+
+    pq = pytest.importorskip("pyarrow.parquet", reason="needs the scale extra (pyarrow)")
+    from conftest import run_cli
+
+    clip = str(SHARED / "data" / "video" / "putting-mask-on.mp4")
+    photo = str(SHARED / "data" / "scenes-kaggle" / "images" / "maksssksksss0.jpg")
+    proc = run_cli("detect", clip, photo, "-m", str(model_path), "--csv", str(tmp_path / "f.csv"),
+                   "--parquet", str(tmp_path / "f.parquet"))
+    assert proc.returncode == 0, proc.stderr
+    rows = pq.read_table(tmp_path / "f.parquet").to_pylist()
+    with open(tmp_path / "f.csv", newline="") as fh:
+        csv_rows = list(csv.DictReader(fh))
+    assert len(rows) == len(csv_rows) > 200
+    for r, c in zip(rows, csv_rows):
+        assert (r["source"], r["face"], r["label"], r["x1"], r["y2"]) == (c["source"], int(c["face"]), c["label"],
+                                                                          int(c["x1"]), int(c["y2"]))
+        assert r["uncertain"] == bool(int(c["uncertain"]))
+        assert r["frame"] == (int(c["frame"]) if c["frame"] else None)
+    assert not (tmp_path / "f.parquet.partial").exists()
+
+
+def test_parquet_sink_commits_only_a_whole_run(engine, tmp_path):
+    import maskwatch
+    from maskwatch.sinks.files import ParquetWriter
+
+    pytest.importorskip("pyarrow", reason="needs the scale extra (pyarrow)")
+    out = tmp_path / "faces.parquet"
+    with pytest.raises(OSError, match="disk full"):
+        maskwatch.run(_pngs(tmp_path, 3), [ParquetWriter(out), Recorder(fail_on=2)], engine)
+    assert not out.exists() and (tmp_path / "faces.parquet.partial").exists()
+    out2 = tmp_path / "ok.parquet"
+    maskwatch.run(_pngs(tmp_path, 2), [ParquetWriter(out2)], engine)
+    assert out2.exists() and not (tmp_path / "ok.parquet.partial").exists()

@@ -105,6 +105,8 @@ class _ImageLines(Sink):
 @spec_options("model", "face")
 @click.option("--json", "json_path", default=None, help="Write JSON Lines here ('-' = stdout, then nothing else).")
 @click.option("--csv", "csv_path", default=None, help="Write one CSV row per face here ('-' = stdout).")
+@click.option("--parquet", "parquet_path", default=None,
+              help="Write one Parquet row per face here, complete only when the run is (needs the scale extra).")
 @click.option("--save", is_flag=True, help="Save annotated images / videos into a new run folder.")
 @click.option("--project", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Folder for run folders.")
@@ -125,7 +127,7 @@ class _ImageLines(Sink):
 @click.option("--alert-thumbnails", is_flag=True, help="Include a small face picture in webhook alerts.")
 @click.option("--report", "report", is_flag=True,
               help="Write summary.json, timeline.csv and timeline.png into the run folder.")
-def detect(sources, json_path, csv_path, save, project, name, show, vid_stride, no_track, blur, db_path,
+def detect(sources, json_path, csv_path, parquet_path, save, project, name, show, vid_stride, no_track, blur, db_path,
            retention_days, alert_webhook, alert_thumbnails, report, **options) -> None:
     """Find and label every face in SOURCES: images, folders, globs, videos, camera indices (0), URLs."""
     from maskwatch.alerts import Alerts
@@ -133,7 +135,7 @@ def detect(sources, json_path, csv_path, save, project, name, show, vid_stride, 
     from maskwatch.report import ComplianceReport
     from maskwatch.runloop import run
     from maskwatch.runs import new_run_dir
-    from maskwatch.sinks.files import make_writer
+    from maskwatch.sinks.files import ParquetWriter, make_writer
     from maskwatch.sinks.media import LiveWindow, MediaSaver
 
     if json_path == "-" and csv_path == "-":
@@ -148,7 +150,8 @@ def detect(sources, json_path, csv_path, save, project, name, show, vid_stride, 
         check_retention_days(retention_days)
         if backend_for(db_path).name != "sqlite":  # an unsupported URL fails here, before the model loads
             db_file = None
-    _check_outputs({"--json": json_path, "--csv": csv_path, "--db": db_file}, may_exist=("--db",))
+    _check_outputs({"--json": json_path, "--csv": csv_path, "--parquet": parquet_path, "--db": db_file},
+                   may_exist=("--db",))
     spec = spec_from_options(options)
     resolved = resolve_sources(sources)
     engine = _engine(spec)
@@ -163,6 +166,8 @@ def detect(sources, json_path, csv_path, save, project, name, show, vid_stride, 
             sinks.append(EventLog(db_path, command=" ".join(["maskwatch", *sys.argv[1:]]),
                                   retention_days=retention_days))
         sinks += [make_writer(p, k) for p, k in ((json_path, "json"), (csv_path, "csv")) if p]
+        if parquet_path:
+            sinks.append(ParquetWriter(parquet_path, engine.classes))
         run_dir = new_run_dir(project, "detect", name) if (save or report) else None
         if run_dir and save:
             sinks.append(MediaSaver(run_dir, blur=blur))

@@ -26,6 +26,27 @@ COMPLIANT_LABELS = frozenset({"with_mask"})
 UNCERTAIN = "uncertain"
 
 
+def face_rows(frame: dict[str, Any], classes: Any = CSV_PROB_CLASSES) -> list[dict[str, Any]]:
+    """One flat record per face of a frame's JSON object (:meth:`FrameResult.to_dict`): the one row
+    builder behind CSV (``detect --csv``), Parquet (``detect --parquet``, ``batch``) and anything tabular.
+
+    Keys: ``source, frame, time_s, width, height, face, x1, y1, x2, y2, face_score, label, score,
+    p_<class>`` for each of ``classes`` (``None`` when the model has no such class), ``track_id`` and
+    ``uncertain``.
+    """
+    rows = []
+    for k, f in enumerate(frame["faces"]):
+        x1, y1, x2, y2 = f["box"]
+        rows.append({
+            "source": frame["source"], "frame": frame["frame"], "time_s": frame["time_s"],
+            "width": frame["width"], "height": frame["height"], "face": k, "x1": x1, "y1": y1, "x2": x2, "y2": y2,
+            "face_score": f["face_score"], "label": f["label"], "score": f["score"],
+            **{f"p_{c}": f["probs"].get(c) for c in classes},
+            "track_id": f["track_id"], "uncertain": bool(f.get("uncertain", False)),
+        })
+    return rows
+
+
 def label_key(face: Any) -> str:
     """The key a face is counted under everywhere: ``uncertain`` when the classifier abstained, else its
     label (a :class:`Face` or its JSON object)."""
@@ -166,19 +187,10 @@ class FrameResult:
         return json.dumps(self.to_dict(), ensure_ascii=False)
 
     def csv_rows(self) -> list[list[Any]]:
-        """One CSV row per face (columns :data:`CSV_COLUMNS`); a frame with no face gives none."""
-        rows = []
-        for i, f in enumerate(self.faces):
-            rows.append([
-                self.source, "" if self.frame is None else self.frame,
-                "" if self.time_s is None else round(self.time_s, 4), self.width, self.height, i,
-                *f.box, round(f.face_score, 4), f.label, round(f.score, 4),
-                round(f.probs.get("with_mask", 0.0), 4), round(f.probs.get("without_mask", 0.0), 4),
-                "" if f.track_id is None else f.track_id,
-                round(f.probs["mask_incorrect"], 4) if "mask_incorrect" in f.probs else "",
-                int(bool(f.uncertain)),
-            ])
-        return rows
+        """One CSV row per face (columns :data:`CSV_COLUMNS`, from :func:`face_rows`); a frame with no face
+        gives none. Missing values are empty cells, ``uncertain`` is 0/1."""
+        return [["" if r[c] is None else int(r[c]) if isinstance(r[c], bool) else r[c] for c in CSV_COLUMNS]
+                for r in face_rows(self.to_dict())]
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from maskwatch.errors import InputError
+from maskwatch.results import face_rows
 from maskwatch.summary import count_keys, count_labels
 
 log = logging.getLogger(__name__)
@@ -243,18 +244,8 @@ class OutputDir:
         return name
 
     def _face_rows(self, items: list[Done]) -> list[dict[str, Any]]:
-        rows = []
-        for d in items:
-            for fr in d.frames:
-                for k, f in enumerate(fr["faces"]):
-                    x1, y1, x2, y2 = f["box"]
-                    rows.append({
-                        "source": fr["source"], "frame": fr["frame"], "time_s": fr["time_s"], "face": k,
-                        "x1": x1, "y1": y1, "x2": x2, "y2": y2, "face_score": f["face_score"], "label": f["label"],
-                        "score": f["score"], **{f"p_{c}": f["probs"].get(c) for c in self.classes},
-                        "track_id": f["track_id"], "uncertain": bool(f.get("uncertain", False)),
-                    })
-        return rows
+        names = faces_schema(self.classes).names
+        return [{k: r[k] for k in names} for d in items for fr in d.frames for r in face_rows(fr, self.classes)]
 
     def _frame_rows(self, items: list[Done]) -> list[dict[str, Any]]:
         rows = []
