@@ -315,7 +315,7 @@ def classify(inputs, model, json_path, csv_path, batch_size, **options) -> None:
 
 @cli.command()
 @click.argument("data_dir", type=click.Path(path_type=Path))
-@click.option("--recipe", type=click.Choice(tuple(PRESETS)), default="default", show_default=True,
+@click.option("--recipe", type=click.Choice(sorted(PRESETS, key=lambda n: n != "default")), default="default", show_default=True,
               help="default: article + low-res/brightness augmentation on detector-cropped faces; "
                    "article: the tutorial's recipe as published.")
 @click.option("--epochs", type=click.IntRange(1), default=None)
