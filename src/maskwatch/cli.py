@@ -537,6 +537,21 @@ def serve(host, port, model, detector, detector_model, face_threshold, detect_si
     click.echo("maskwatch: server stopped", err=True)
 
 
+@cli.command()
+@click.argument("site", type=click.Path(path_type=Path))
+@click.option("--serve", is_flag=True, help="Serve the dashboard (/watch), /metrics, /healthz and /readyz.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (with --serve).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port (with --serve).")
+@click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
+              help="Event log file (SQLite); overrides the site file's [site] db.")
+@click.option("--log-json", is_flag=True, help="Log JSON lines on stderr (for log collectors).")
+def watch(site, serve, host, port, db_path, log_json) -> None:
+    """Watch every camera of a SITE file (TOML) until SIGTERM or Ctrl-C; see docs/watch.md."""
+    from maskwatch.watch.command import run_watch
+
+    run_watch(site, serve=serve, host=host, port=port, db=db_path, log_json=log_json)
+
+
 from maskwatch.batch.command import register as _register_batch  # noqa: E402 - scale-out front (issue 7)
 _register_batch(cli)
 

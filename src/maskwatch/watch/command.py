@@ -1,0 +1,97 @@
+"""``maskwatch watch SITE.toml``: run a site until SIGTERM / Ctrl-C, optionally serving the dashboard."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from maskwatch.errors import InputError
+from maskwatch.watch.config import load_site
+
+log = logging.getLogger(__name__)
+
+
+def run_watch(site_path: str | Path, *, serve: bool = False, host: str = "127.0.0.1", port: int = 8000,
+              db: str | Path | None = None, log_json: bool = False, duration_s: float | None = None,
+              engine=None) -> int:
+    """Watch every camera of the site file until a stop signal (or ``duration_s``); returns 0.
+
+    With ``serve``, the dashboard (``/watch``), ``/metrics``, ``/healthz`` and ``/readyz`` are
+    served on ``host:port`` together with the server's photo page and API.
+    """
+    from maskwatch.watch.monitor import Monitor
+
+    if log_json:
+        from maskwatch.watch.logs import use_json_logs
+
+        use_json_logs()
+    site = load_site(site_path)
+    if db is not None and str(db).lower().startswith(("postgresql://", "postgres://")):
+        raise InputError(f"--db {db}: PostgreSQL is not supported by this version of watch; pass an SQLite file.")
+    if serve:
+        _check_port(host, port)
+    monitor = Monitor(site, engine=engine, db=None if db is None else str(db), command=f"watch {site_path}")
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum, frame) -> None:  # noqa: ARG001
+        received.append(signum)
+        stop.set()
+
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            old[sig] = signal.signal(sig, on_signal)
+    try:
+        monitor.start()
+        log.warning("watching %d cameras of %s%s", len(monitor.cameras), site.name,
+                    f"; dashboard on http://{host}:{port}/watch" if serve else "")
+        if serve:
+            _serve(monitor, host, port, stop, duration_s)
+        else:
+            stop.wait(duration_s)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        monitor.close()
+    if received:
+        log.warning("stopped by %s", signal.Signals(received[0]).name)
+    return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise InputError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); choose another port.") \
+                from exc
+
+
+def _serve(monitor, host: str, port: int, stop: threading.Event, duration_s: float | None) -> None:
+    import uvicorn
+
+    from maskwatch.server.app import ServerSettings
+    from maskwatch.watch.web import create_watch_app
+
+    try:
+        settings = ServerSettings(host=host, port=port)
+    except TypeError:  # settings without host/port fields
+        settings = ServerSettings()
+    app = create_watch_app(monitor, settings)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    # uvicorn takes SIGINT/SIGTERM while serving, shuts down, then restores our handlers and raises the
+    # signal again: ours then set `stop`, and the monitor closes after the server.
+    server = uvicorn.Server(config)
+
+    def watch_stop() -> None:
+        stop.wait(duration_s)
+        server.should_exit = True
+
+    threading.Thread(target=watch_stop, name="maskwatch-watch-stop", daemon=True).start()
+    server.run()
+
