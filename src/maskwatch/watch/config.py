@@ -207,15 +207,15 @@ def parse_site(data: dict[str, Any], path: Path | None = None) -> SiteConfig:
     else:
         seen: dict[str, int] = {}
         for i, raw in enumerate(raw_cams):
+            name_i = raw.get("name") if isinstance(raw, dict) else None
+            if isinstance(name_i, str) and name_i.strip() in seen:
+                chk.fail(f"camera[{i + 1}].name", f"{name_i.strip()!r} is already the name of "
+                                                  f"camera[{seen[name_i.strip()]}]; give each camera its own name")
+            elif isinstance(name_i, str):
+                seen[name_i.strip()] = i + 1
             cam = _camera(chk, i, raw, defaults, base)
-            if cam is None:
-                continue
-            if cam.name in seen:
-                chk.fail(f"camera[{i + 1}].name", f"{cam.name!r} is already the name of camera[{seen[cam.name]}]; "
-                                                  "give each camera its own name")
-                continue
-            seen[cam.name] = i + 1
-            cameras.append(cam)
+            if cam is not None:
+                cameras.append(cam)
     if chk.errors:
         where = f"{path}: " if path is not None else ""
         raise InputError(where + "; ".join(chk.errors))
