@@ -5,6 +5,7 @@
 const POLL_MS = 1000;
 const CHART_MS = 2000;
 const charts = {};      // name ("" = site) -> {plot, zoomed}
+window.maskwatchCharts = charts;  // for tests and the console
 const tiles = {};       // camera name -> elements
 
 function pct(v) { return v === null || v === undefined ? "–" : (v * 100).toFixed(0) + " %"; }
