@@ -96,12 +96,12 @@ def test_site_file_accepts_streams_cameras_and_defaults(tmp_path):
 
 def test_watch_command_bad_site_file_is_one_line_error(tmp_path):
     site = write_site(tmp_path / "site.toml", '[[camera]]\nname = "a"\nsource = "rtsp://h/x"\nfps = "fast"\n')
-    proc = run_cli("watch", str(site), timeout=60)
+    proc = run_cli("watch", str(site), timeout=300)
     assert proc.returncode == 2
     assert_one_line_error(proc, "camera[1].fps", "expected a number")
     broken = write_site(tmp_path / "broken.toml", "[[camera]\nname=")
-    assert_one_line_error(run_cli("watch", str(broken), timeout=60), "not valid TOML")
-    assert_one_line_error(run_cli("watch", str(tmp_path / "missing.toml"), timeout=60), "no such site file")
+    assert_one_line_error(run_cli("watch", str(broken), timeout=300), "not valid TOML")
+    assert_one_line_error(run_cli("watch", str(tmp_path / "missing.toml"), timeout=300), "no such site file")
 
 
 # ------------------------------------------------------------------------------------ shared classifier
@@ -299,7 +299,7 @@ def test_watch_command_serves_dashboard_metrics_health_and_stops_on_sigterm(tmp_
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            _, err_text = proc.communicate(timeout=60)
+            _, err_text = proc.communicate(timeout=300)
         except subprocess.TimeoutExpired:
             proc.kill()
             _, err_text = proc.communicate()
@@ -312,3 +312,18 @@ def test_watch_command_serves_dashboard_metrics_health_and_stops_on_sigterm(tmp_
     con.close()
     assert run[0] is not None and "watch" in run[1]  # closed cleanly: the run has its end
     assert n_sources == 3
+
+
+def test_watch_command_refuses_a_busy_port_and_an_unsupported_db_url(tmp_path):
+    import socket
+
+    site = write_site(tmp_path / "site.toml", '[[camera]]\nname = "a"\nsource = "rtsp://127.0.0.1:9/x"\n')
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        assert_one_line_error(run_cli("watch", str(site), "--serve", "--port", str(port), timeout=300),
+                              f"--port {port}", "choose another port")
+    proc = run_cli("watch", str(site), "--db", "postgresql://u@127.0.0.1:5/db", timeout=300)
+    assert_one_line_error(proc, "postgresql", "sqlite")
+    assert not (tmp_path / "postgresql:").exists() and not Path("postgresql:").exists()

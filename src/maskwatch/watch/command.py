@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 from pathlib import Path
@@ -28,8 +29,9 @@ def run_watch(site_path: str | Path, *, serve: bool = False, host: str = "127.0.
 
         use_json_logs()
     site = load_site(site_path)
-    if db is not None and str(db).lower().startswith(("postgresql://", "postgres://")):
-        raise InputError(f"--db {db}: PostgreSQL is not supported by this version of watch; pass an SQLite file.")
+    if db is not None and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", str(db)):  # a URL (a Path keeps one slash)
+        raise InputError(f"--db {db}: a database URL is not supported by this version of watch; pass an SQLite "
+                         "file path such as events.db.")
     if serve:
         _check_port(host, port)
     monitor = Monitor(site, engine=engine, db=None if db is None else str(db), command=f"watch {site_path}")
