@@ -5,7 +5,8 @@ A GStreamer RTSP server on 127.0.0.1 (tests/rtsp.py) serves airport-crowd.mp4 at
 face detector; one shared classifier), the monitor runs ``--warmup`` s, then ``--measure`` s, and
 this prints per N: analysed frames/s per camera (mean and worst), lag (p50 / p95 / max over 0.5 s
 samples, worst camera), frames dropped, the process's CPU in cores (all threads) and per camera, and
-the RTSP server's own CPU. A camera count "holds" when every camera keeps >= 95 % of its fps target
+the CPU per analysed frame (what sizes a machine: cameras x fps x this), and the RTSP server's own
+CPU. A camera count "holds" when every camera keeps >= 95 % of its fps target
 and the p95 lag stays under 1 s; the sweep stops after the first count that does not hold.
 
     MASKWATCH_MODELS=../shared/weights/face python benchmarks/watch_capacity.py [--max 8] [--fps 10]
@@ -66,7 +67,8 @@ def measure(n: int, url: str, fps: float, warmup: float, duration: float, engine
     holds = connected and min(rates) >= 0.95 * fps and p95 < 1.0
     return {"n": n, "fps_mean": statistics.mean(rates), "fps_min": min(rates), "lag_p50": worst[len(worst) // 2],
             "lag_p95": p95, "lag_max": worst[-1], "dropped_s": dropped / wall, "cores": cpu / wall,
-            "cores_per_cam": cpu / wall / n, "server_cores": srv / wall, "holds": holds}
+            "cores_per_cam": cpu / wall / n,
+            "cpu_ms_per_frame": cpu / max(sum(rates) * wall, 1e-9) * 1e3, "server_cores": srv / wall, "holds": holds}
 
 
 def main() -> None:
@@ -97,13 +99,13 @@ def main() -> None:
             print(f"# {CLIP.name} 640x360 over RTSP (H.264, 25 fps source), target {args.fps:g} fps per camera; "
                   f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}", flush=True)
             print("| cameras | fps per camera (mean / worst) | lag p50 / p95 / max (s) | dropped/s | process CPU "
-                  "(cores) | CPU per camera | RTSP server CPU | holds |")
-            print("|---|---|---|---|---|---|---|---|")
+                  "(cores) | CPU per camera | CPU per analysed frame | RTSP server CPU | holds |")
+            print("|---|---|---|---|---|---|---|---|---|")
             for n in counts:
                 r = measure(n, server.url, args.fps, args.warmup, args.measure, engine, server.proc.pid)
                 print(f"| {n} | {r['fps_mean']:.1f} / {r['fps_min']:.1f} | {r['lag_p50']:.2f} / {r['lag_p95']:.2f} / "
                       f"{r['lag_max']:.2f} | {r['dropped_s']:.0f} | {r['cores']:.2f} | {r['cores_per_cam']:.2f} | "
-                      f"{r['server_cores']:.2f} | {'yes' if r['holds'] else 'no'} |", flush=True)
+                      f"{r['cpu_ms_per_frame']:.0f} ms | {r['server_cores']:.2f} | {'yes' if r['holds'] else 'no'} |", flush=True)
                 if not r["holds"] and not args.keep_going:
                     break
             print(f"# load average at the end {os.getloadavg()[0]:.1f}")
