@@ -307,10 +307,11 @@ def test_watch_command_serves_dashboard_metrics_health_and_stops_on_sigterm(tmp_
     lines = [json.loads(line) for line in err_text.splitlines() if line.strip()]  # --log-json: every line JSON
     assert any("stopped by SIGTERM" in d["message"] for d in lines)
     con = sqlite3.connect(db)
-    run = con.execute("SELECT ended_at, command FROM runs").fetchone()
+    run = con.execute("SELECT ended_at, command, status FROM runs").fetchone()
     n_sources = con.execute("SELECT count(DISTINCT path) FROM sources").fetchone()[0]
     con.close()
     assert run[0] is not None and "watch" in run[1]  # closed cleanly: the run has its end
+    assert run[2] == "stopped by SIGTERM"
     assert n_sources == 3
 
 
@@ -327,3 +328,58 @@ def test_watch_command_refuses_a_busy_port_and_an_unsupported_db_url(tmp_path):
     proc = run_cli("watch", str(site), "--db", "postgresql://u@127.0.0.1:5/db", timeout=300)
     assert_one_line_error(proc, "postgresql", "sqlite")
     assert not (tmp_path / "postgresql:").exists() and not Path("postgresql:").exists()
+
+
+@needs_shared
+def test_monitor_reads_an_http_mjpeg_stream(engine):
+    """An http:// camera (MJPEG, as many IP cameras serve it) is read through OpenCV's FFmpeg."""
+    import http.server
+
+    import cv2
+
+    from maskwatch.watch import Monitor, parse_site
+
+    cap = cv2.VideoCapture(str(UNMASKED))
+    jpegs = []
+    for _ in range(20):
+        ok, frame = cap.read()
+        assert ok
+        jpegs.append(cv2.imencode(".jpg", cv2.resize(frame, (320, 180)))[1].tobytes())
+    cap.release()
+    stop = threading.Event()
+
+    class Mjpeg(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            k = 0
+            try:
+                while not stop.is_set():
+                    jpg = jpegs[k % len(jpegs)]
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                     + str(len(jpg)).encode() + b"\r\n\r\n" + jpg + b"\r\n")
+                    k += 1
+                    time.sleep(0.04)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):  # quiet
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Mjpeg)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/video.mjpg"
+    try:
+        site = parse_site({"camera": [{"name": "ipcam", "source": url, "fps": 5}]})
+        with Monitor(site, engine=engine) as mon:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and mon.cameras["ipcam"].frames < 5:
+                time.sleep(0.3)
+            snap = mon.cameras["ipcam"].snapshot()
+    finally:
+        stop.set()
+        httpd.shutdown()
+        httpd.server_close()
+    assert snap["kind"] == "stream" and snap["frames"] >= 5, snap
+    assert snap["people"] == 1  # the man in the clip

@@ -27,7 +27,7 @@ class BatchingClassifier:
 
     Args:
         classifier: a :class:`~maskwatch.classify.model.MaskClassifier` (anything with ``predict``).
-        max_batch: crops per classifier call at most (larger requests are split by the classifier).
+        max_batch: crops gathered for one classifier call at most (a single larger request goes alone).
         max_wait_ms: how long the worker waits for more requests once it has one.
     """
 
@@ -105,7 +105,8 @@ class BatchingClassifier:
     def _run(self, group: list, mirror: bool) -> None:
         crops = [c for g in group for c in g[0]]
         try:
-            probs = self.inner.predict(crops, batch_size=self.max_batch, mirror=mirror)
+            # the model still runs in chunks of 8 (the classifier's own default, for its working memory)
+            probs = self.inner.predict(crops, mirror=mirror)
         except BaseException as exc:  # noqa: BLE001 - every caller gets the error
             for _, _, fut in group:
                 fut.set_exception(exc)

@@ -57,7 +57,7 @@ def run_watch(site_path: str | Path, *, serve: bool = False, host: str = "127.0.
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-        monitor.close()
+        monitor.close(received[0] if received else None)
     if received:
         log.warning("stopped by %s", signal.Signals(received[0]).name)
     return 0

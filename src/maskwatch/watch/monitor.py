@@ -114,8 +114,11 @@ class Monitor:
         log.info("watching %d cameras of %s", len(self.cameras), self.site.name)
         return self
 
-    def close(self) -> None:
-        """Stop every camera, finish their tracks, close the event log (idempotent)."""
+    def close(self, signum: int | None = None) -> None:
+        """Stop every camera, finish their tracks, close the event log (idempotent).
+
+        ``signum``: the signal that asked to stop (recorded as the run's status in the event log).
+        """
         if self._closed:
             return
         self._closed = True
@@ -125,6 +128,10 @@ class Monitor:
             cam.join()
         self.classifier.close()
         if self.event_log is not None:
+            from maskwatch.runloop import RunSummary
+
+            self.event_log.finish(RunSummary(frames=sum(c.frames for c in self.cameras.values()), signal=signum,
+                                             elapsed_s=time.time() - (self.started_at or time.time())))
             self.event_log.close()
         log.info("stopped watching %s", self.site.name)
 
