@@ -83,9 +83,8 @@ def main() -> None:
 
     import logging
 
-    from rtsp import RtspServer, rtsp_missing, write_frames
-
     from maskwatch.engine import MaskDetector
+    from rtsp import RtspServer, rtsp_missing, write_frames
 
     logging.basicConfig(level=logging.ERROR)
     missing = rtsp_missing()
@@ -105,7 +104,8 @@ def main() -> None:
                 r = measure(n, server.url, args.fps, args.warmup, args.measure, engine, server.proc.pid)
                 print(f"| {n} | {r['fps_mean']:.1f} / {r['fps_min']:.1f} | {r['lag_p50']:.2f} / {r['lag_p95']:.2f} / "
                       f"{r['lag_max']:.2f} | {r['dropped_s']:.0f} | {r['cores']:.2f} | {r['cores_per_cam']:.2f} | "
-                      f"{r['cpu_ms_per_frame']:.0f} ms | {r['server_cores']:.2f} | {'yes' if r['holds'] else 'no'} |", flush=True)
+                      f"{r['cpu_ms_per_frame']:.0f} ms | {r['server_cores']:.2f} | "
+                      f"{'yes' if r['holds'] else 'no'} |", flush=True)
                 if not r["holds"] and not args.keep_going:
                     break
             print(f"# load average at the end {os.getloadavg()[0]:.1f}")

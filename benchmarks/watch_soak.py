@@ -41,9 +41,8 @@ def main() -> None:
     ap.add_argument("--restart-every", type=float, default=10.0, help="minutes between server restarts (0: never)")
     args = ap.parse_args()
 
-    from rtsp import RtspServer, rtsp_missing, write_frames
-
     from maskwatch.watch import Monitor, parse_site
+    from rtsp import RtspServer, rtsp_missing, write_frames
 
     logging.basicConfig(level=logging.ERROR)
     missing = rtsp_missing()

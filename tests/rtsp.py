@@ -23,7 +23,8 @@ import gi
 gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0")
 from gi.repository import Gst, GstRtspServer
 Gst.init(None)
-missing = [e for e in ("multifilesrc", "jpegdec", "videoconvert", "x264enc", "rtph264pay") if Gst.ElementFactory.find(e) is None]
+needed = ("multifilesrc", "jpegdec", "videoconvert", "x264enc", "rtph264pay")
+missing = [e for e in needed if Gst.ElementFactory.find(e) is None]
 print(" ".join(missing))
 """
 

@@ -35,9 +35,9 @@ def write_site(path: Path, body: str) -> Path:
 
 @needs_shared
 def test_example_site_file_is_valid():
-    from maskwatch.watch import load_site
-
     import os
+
+    from maskwatch.watch import load_site
 
     old = os.getcwd()
     os.chdir(ROOT)  # the example names ../shared from the repository root

@@ -61,14 +61,16 @@ class _Server:
 
 @pytest.fixture(scope="module")
 def site_server(engine):
+    from maskwatch.server.app import ServerSettings, create_app
     from maskwatch.watch import Monitor, parse_site
-    from maskwatch.watch.web import create_watch_app
+    from maskwatch.watch.web import mount
 
     site = parse_site({"site": {"name": "Browser test site"}, "defaults": {"fps": 4, "alert_after_s": 1},
                        "camera": [{"name": "airport", "source": str(VIDEOS / "airport-crowd.mp4")},
                                   {"name": "entrance", "source": str(VIDEOS / "single-unmasked.mp4")},
                                   {"name": "lobby", "source": str(VIDEOS / "putting-mask-on.mp4")}]})
-    with Monitor(site, engine=engine) as mon, _Server(create_watch_app(mon)) as server:
+    with Monitor(site, engine=engine) as mon, \
+            _Server(mount(create_app(ServerSettings(), engine=mon.engine), mon)) as server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (
                 all(c.frames >= 8 for c in mon.cameras.values()) and mon.cameras["entrance"].alerts):

@@ -549,7 +549,12 @@ def watch(site, serve, host, port, db_path, log_json) -> None:
     """Watch every camera of a SITE file (TOML) until SIGTERM or Ctrl-C; see docs/watch.md."""
     from maskwatch.watch.command import run_watch
 
-    run_watch(site, serve=serve, host=host, port=port, db=db_path, log_json=log_json)
+    def server_app(engine):  # the dashboard is mounted on the server's app (photo page and API)
+        from maskwatch.server.app import ServerSettings, create_app
+
+        return create_app(ServerSettings(host=host, port=port), engine=engine)
+
+    run_watch(site, serve=serve, host=host, port=port, db=db_path, log_json=log_json, app_factory=server_app)
 
 
 from maskwatch.batch.command import register as _register_batch  # noqa: E402 - scale-out front (issue 7)

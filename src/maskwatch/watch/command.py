@@ -6,21 +6,27 @@ import logging
 import re
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from maskwatch.errors import InputError
 from maskwatch.watch.config import load_site
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 
 
 def run_watch(site_path: str | Path, *, serve: bool = False, host: str = "127.0.0.1", port: int = 8000,
               db: str | Path | None = None, log_json: bool = False, duration_s: float | None = None,
-              engine=None) -> int:
+              engine=None, app_factory: Callable[[object], FastAPI] | None = None) -> int:
     """Watch every camera of the site file until a stop signal (or ``duration_s``); returns 0.
 
     With ``serve``, the dashboard (``/watch``), ``/metrics``, ``/healthz`` and ``/readyz`` are
-    served on ``host:port`` together with the server's photo page and API.
+    served on ``host:port``, mounted on ``app_factory(engine)`` (the launcher passes the server's
+    app, with its photo page and API; default: a bare FastAPI app).
     """
     from maskwatch.watch.monitor import Monitor
 
@@ -51,7 +57,7 @@ def run_watch(site_path: str | Path, *, serve: bool = False, host: str = "127.0.
         log.warning("watching %d cameras of %s%s", len(monitor.cameras), site.name,
                     f"; dashboard on http://{host}:{port}/watch" if serve else "")
         if serve:
-            _serve(monitor, host, port, stop, duration_s)
+            _serve(monitor, host, port, stop, duration_s, app_factory)
         else:
             stop.wait(duration_s)
     finally:
@@ -74,17 +80,18 @@ def _check_port(host: str, port: int) -> None:
                 from exc
 
 
-def _serve(monitor, host: str, port: int, stop: threading.Event, duration_s: float | None) -> None:
+def _serve(monitor, host: str, port: int, stop: threading.Event, duration_s: float | None, app_factory) -> None:
     import uvicorn
 
-    from maskwatch.server.app import ServerSettings
-    from maskwatch.watch.web import create_watch_app
+    from maskwatch.watch.web import mount
 
-    try:
-        settings = ServerSettings(host=host, port=port)
-    except TypeError:  # settings without host/port fields
-        settings = ServerSettings()
-    app = create_watch_app(monitor, settings)
+    if app_factory is None:
+        from fastapi import FastAPI
+
+        app = FastAPI(title="maskwatch watch")
+    else:
+        app = app_factory(monitor.engine)
+    mount(app, monitor)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
     # uvicorn takes SIGINT/SIGTERM while serving, shuts down, then restores our handlers and raises the
     # signal again: ours then set `stop`, and the monitor closes after the server.
@@ -96,4 +103,3 @@ def _serve(monitor, host: str, port: int, stop: threading.Event, duration_s: flo
 
     threading.Thread(target=watch_stop, name="maskwatch-watch-stop", daemon=True).start()
     server.run()
-

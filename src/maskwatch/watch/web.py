@@ -1,7 +1,7 @@
 """The dashboard's HTTP side: an ``APIRouter`` and a static mount for a :class:`~maskwatch.watch.Monitor`.
 
-:func:`mount` adds everything to an existing FastAPI app (the server's factory includes it);
-:func:`create_watch_app` builds ``watch --serve``'s app from :func:`maskwatch.server.app.create_app`.
+:func:`mount` adds everything to an existing FastAPI app: ``watch --serve`` mounts it on the server's
+app (built by the launcher, ``maskwatch.cli``: this package never imports the server front).
 
 Routes:
 
@@ -87,10 +87,3 @@ def mount(app: FastAPI, monitor) -> FastAPI:
     app.mount("/watch/static", StaticFiles(directory=STATIC_DIR), name="watch-static")
     return app
 
-
-def create_watch_app(monitor, settings=None) -> FastAPI:
-    """``watch --serve``'s app: the server's app (photo page and API) with the dashboard mounted."""
-    from maskwatch.server.app import ServerSettings, create_app
-
-    app = create_app(settings or ServerSettings(), engine=monitor.engine)
-    return mount(app, monitor)
