@@ -383,3 +383,21 @@ def test_monitor_reads_an_http_mjpeg_stream(engine):
         httpd.server_close()
     assert snap["kind"] == "stream" and snap["frames"] >= 5, snap
     assert snap["people"] == 1  # the man in the clip
+
+
+def test_yaml_site_file_reads_like_toml(tmp_path):
+    pytest.importorskip("yaml", reason="PyYAML is not installed: pip install 'maskwatch[watch]'")
+    from maskwatch.errors import InputError
+    from maskwatch.watch import load_site
+
+    toml = write_site(tmp_path / "site.toml", '[site]\nname = "s"\n[defaults]\nfps = 2\n'
+                                              '[[camera]]\nname = "a"\nsource = "rtsp://h/x"\n')
+    yaml_site = write_site(tmp_path / "site.yaml", "site:\n  name: s\ndefaults:\n  fps: 2\n"
+                                                   "camera:\n  - name: a\n    source: rtsp://h/x\n")
+    assert load_site(yaml_site).cameras == load_site(toml).cameras
+    bad = write_site(tmp_path / "bad.yml", "camera:\n  - name: a\n    fps: [\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_site(bad)
+    wrong = write_site(tmp_path / "wrong.yaml", "camera:\n  - name: a\n    source: rtsp://h/x\n    fps: zero\n")
+    with pytest.raises(InputError, match=r"camera\[1\]\.fps: expected a number"):
+        load_site(wrong)

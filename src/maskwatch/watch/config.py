@@ -1,6 +1,7 @@
 """The site file: which cameras to watch, how fast, and when to alert.
 
-A site file is TOML (read with the standard library's :mod:`tomllib`)::
+A site file is TOML (read with the standard library's :mod:`tomllib`), or YAML with the same keys
+(``.yaml`` / ``.yml``, with PyYAML)::
 
     [site]
     name = "Demo site"
@@ -235,8 +236,30 @@ def load_site(path: str | Path) -> SiteConfig:
         raise InputError(f"{path}: not a UTF-8 text file; expected a TOML site file.") from exc
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror}).") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path}: not valid TOML ({exc}); see examples/site.toml for the format.") from exc
+    if path.suffix.lower() in (".yaml", ".yml"):
+        data = _yaml(path, text)
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"{path}: not valid TOML ({exc}); see examples/site.toml for the format.") from exc
     return parse_site(data, path)
+
+
+def _yaml(path: Path, text: str) -> dict[str, Any]:
+    """A YAML site file (the same keys as TOML; ``camera:`` is a list); needs PyYAML (the watch extra)."""
+    try:
+        import yaml
+    except ImportError as exc:
+        from maskwatch.errors import DependencyError
+
+        raise DependencyError(f"{path}: YAML site files need PyYAML: pip install 'maskwatch[watch]' "
+                              "(or write the site file in TOML).") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({' '.join(str(exc).split())}).") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a YAML mapping with site, defaults and camera keys, got "
+                         f"{type(data).__name__}.")
+    return data
