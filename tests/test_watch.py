@@ -401,3 +401,15 @@ def test_yaml_site_file_reads_like_toml(tmp_path):
     wrong = write_site(tmp_path / "wrong.yaml", "camera:\n  - name: a\n    source: rtsp://h/x\n    fps: zero\n")
     with pytest.raises(InputError, match=r"camera\[1\]\.fps: expected a number"):
         load_site(wrong)
+
+
+def test_timeline_points_per_second():
+    from maskwatch.watch.camera import Timeline
+
+    tl = Timeline()
+    tl.add(100.1, 4, 1, 2)
+    tl.add(100.6, 6, 2, 2)
+    tl.add(101.2, 3, 0, 0)  # nobody sure: no compliance
+    tl.add(110.3, 2, 2, 2)  # a stream gap: no points in between (the chart breaks its line there)
+    assert tl.series() == [(100, 5.0, 0.75), (101, 3.0, None), (110, 2.0, 1.0)]
+    assert tl.series(since=101) == [(101, 3.0, None), (110, 2.0, 1.0)]

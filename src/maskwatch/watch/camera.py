@@ -41,7 +41,12 @@ def compliance_of(faces) -> tuple[int, int]:
 
 
 class Timeline:
-    """Per-second points: time, people (mean over the second's frames), compliance; ``None`` in gaps."""
+    """Per-second points: time, people (mean over the second's frames), compliance (``None``: no sure face).
+
+    A second without an analysed frame has no point; the dashboard breaks its lines at holes longer
+    than a few seconds (a stream gap). Written by the camera's worker thread only, so the times
+    always increase.
+    """
 
     def __init__(self, keep_s: int = TIMELINE_S) -> None:
         self.points: collections.deque = collections.deque(maxlen=keep_s)
@@ -64,13 +69,6 @@ class Timeline:
         if n:
             self.points.append((self._sec, round(p / n, 2), round(c / s, 4) if s else None))
         self._acc = [0, 0, 0, 0]
-
-    def gap(self, t: float) -> None:
-        """Mark a gap (no frames): the chart draws a break here."""
-        if self._sec is not None:
-            self._flush()
-            self._sec = None
-        self.points.append((int(t), None, None))
 
     def series(self, since: float | None = None) -> list[tuple]:
         pts = list(self.points)
@@ -160,8 +158,6 @@ class Camera:
         elif kind == "lost":
             self.status, self.error = "reconnecting", str(detail)
             self._new_tracker = True
-            with self._lock:
-                self.timeline.gap(time.time())
             ev_kind = "stream_lost"
         else:  # restored
             self.status, self.error = "connected", None

@@ -47,9 +47,14 @@ function makeChart(key, container) {
   return state;
 }
 
+const GAP_S = 5;  // seconds without a point that break the lines (a stream gap)
+
 function toData(points) {
   const xs = [], people = [], comp = [];
   for (const [t, p, c] of points) {
+    if (xs.length && t - xs[xs.length - 1] > GAP_S) {  // a null point: uPlot leaves the gap blank
+      xs.push(xs[xs.length - 1] + 1); people.push(null); comp.push(null);
+    }
     xs.push(t); people.push(p); comp.push(c === null ? null : c * 100);
   }
   return [xs, people, comp];
