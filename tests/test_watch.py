@@ -413,3 +413,36 @@ def test_timeline_points_per_second():
     tl.add(110.3, 2, 2, 2)  # a stream gap: no points in between (the chart breaks its line there)
     assert tl.series() == [(100, 5.0, 0.75), (101, 3.0, None), (110, 2.0, 1.0)]
     assert tl.series(since=101) == [(101, 3.0, None), (110, 2.0, 1.0)]
+
+
+@needs_shared
+def test_camera_webhook_receives_its_alerts(engine):
+    import http.server
+
+    from maskwatch.watch import Monitor, parse_site
+
+    received: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        site = parse_site({"camera": [{"name": "door", "source": str(UNMASKED), "fps": 4, "alert_after_s": 1,
+                                       "webhook": f"http://127.0.0.1:{httpd.server_address[1]}/alerts"}]})
+        with Monitor(site, engine=engine):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not received:
+                time.sleep(0.3)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert received, "no alert reached the webhook"
+    assert received[0]["kind"] == "unmasked_alert" and received[0]["source"] == "door"
