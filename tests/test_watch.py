@@ -446,3 +446,34 @@ def test_camera_webhook_receives_its_alerts(engine):
         httpd.server_close()
     assert received, "no alert reached the webhook"
     assert received[0]["kind"] == "unmasked_alert" and received[0]["source"] == "door"
+
+
+def test_watch_without_serve_stops_cleanly_on_sigterm(tmp_path):
+    site = write_site(tmp_path / "site.toml", '[[camera]]\nname = "gone"\nsource = "rtsp://127.0.0.1:9/x"\n'
+                                              "reconnect_max_s = 1\n")
+    db = tmp_path / "events.db"
+    proc = subprocess.Popen([sys.executable, "-m", "maskwatch", "watch", str(site), "--db", str(db)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        def unavailable() -> bool:
+            try:
+                con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+                try:
+                    return con.execute("SELECT count(*) FROM events WHERE kind = 'stream_unavailable'").fetchone()[0]
+                finally:
+                    con.close()
+            except sqlite3.Error:  # not created yet
+                return False
+
+        while time.monotonic() < deadline and not unavailable():
+            time.sleep(0.2)
+        assert proc.poll() is None  # a camera that cannot connect does not end the watch
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT status FROM runs").fetchone()[0] == "stopped by SIGTERM"
+    con.close()
