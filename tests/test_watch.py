@@ -474,6 +474,7 @@ def test_watch_without_serve_stops_cleanly_on_sigterm(tmp_path):
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "stopped by SIGTERM" in err and "Traceback" not in err
+    assert "gone: 0 frames analysed, 0 dropped, 0 reconnects, 0 alerts (unavailable: cannot open" in err
     con = sqlite3.connect(db)
     assert con.execute("SELECT status FROM runs").fetchone()[0] == "stopped by SIGTERM"
     con.close()

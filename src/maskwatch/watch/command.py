@@ -64,9 +64,17 @@ def run_watch(site_path: str | Path, *, serve: bool = False, host: str = "127.0.
         for sig, handler in old.items():
             signal.signal(sig, handler)
         monitor.close(received[0] if received else None)
+        for cam in monitor.snapshot()["cameras"]:  # the closing lines: what each camera did
+            log.warning("%s: %s analysed, %d dropped, %s, %s%s", cam["name"], _count(cam["frames"], "frame"),
+                        cam["dropped"], _count(cam["reconnects"], "reconnect"), _count(cam["alerts"], "alert"),
+                        f" ({cam['status']}: {cam['error']})" if cam["error"] else "")
     if received:
         log.warning("stopped by %s", signal.Signals(received[0]).name)
     return 0
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _check_port(host: str, port: int) -> None:
