@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -87,6 +88,7 @@ def main() -> None:
     from rtsp import RtspServer, rtsp_missing, write_frames
 
     logging.basicConfig(level=logging.ERROR)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the RTSP server on the way out
     missing = rtsp_missing()
     if missing:
         sys.exit(f"watch_capacity: {missing}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -45,6 +46,7 @@ def main() -> None:
     from rtsp import RtspServer, rtsp_missing, write_frames
 
     logging.basicConfig(level=logging.ERROR)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the RTSP server on the way out
     missing = rtsp_missing()
     if missing:
         sys.exit(f"watch_soak: {missing}")

@@ -213,6 +213,10 @@ class Camera:
                 result = self._analyse(got, tracker)
                 alerts.write(result)
                 self._emit(result)
+                # A camera runs for days: keep no history in memory (the event log has it). The tracker
+                # keeps every ended track and the alert sink every alert, for reports at the end of a clip.
+                tracker.finished.clear()
+                alerts.alerts.clear()
         except Exception as exc:  # noqa: BLE001 - reported on the dashboard; other cameras keep running
             self.crashed = f"{type(exc).__name__}: {exc}"
             self.status = "failed"
