@@ -34,6 +34,17 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Pyt
 pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
 
 
+def wait_js(page, expression: str, timeout: float = 20.0) -> None:
+    """Poll a JavaScript expression until it is truthy (Playwright's wait_for_function evaluates strings
+    with eval(), which the page's Content-Security-Policy forbids; page.evaluate is not subject to it)."""
+    deadline = time.monotonic() + timeout
+    guarded = f"(() => {{ try {{ return !!({expression}); }} catch (e) {{ return false; }} }})()"
+    while not page.evaluate(guarded):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout} s: {expression}")
+        time.sleep(0.2)
+
+
 class _Server:
     def __init__(self, app) -> None:
         import uvicorn
@@ -88,17 +99,25 @@ def test_dashboard_tiles_charts_hover_zoom_alerts(site_server):
             page = browser.new_page(viewport={"width": 1500, "height": 1300})
             page.on("console", lambda m: csp_errors.append(m.text) if "Content Security Policy" in m.text else None)
             page.goto(site_server.url + "/watch")
-            page.wait_for_function("document.querySelectorAll('.tile').length === 3", timeout=20000)
+            wait_js(page, "document.querySelectorAll('.tile').length === 3")
             # every tile: a thumbnail that loaded, a health badge, counts, and its own chart
-            page.wait_for_function("[...document.querySelectorAll('.tile img.thumb')].every(i => i.naturalWidth > 0)",
-                                   timeout=20000)
+            wait_js(page, "[...document.querySelectorAll('.tile img.thumb')].every(i => i.naturalWidth > 0)")
             names = page.eval_on_selector_all(".tile h3", "els => els.map(e => e.textContent)")
             assert names == ["airport", "entrance", "lobby"]
             assert page.eval_on_selector_all(".tile .badge:not(.alert)", "els => els.map(e => e.textContent)") \
                 == ["connected"] * 3
             assert page.locator(".tile .uplot").count() == 3 and page.locator("#chart-site .uplot").count() == 1
-            page.wait_for_function("window.maskwatchCharts['airport'].plot.data[0].length >= 2", timeout=20000)
+            wait_js(page, "window.maskwatchCharts['airport'].plot.data[0].length >= 2")
             assert page.inner_text("#t-connected") == "3 / 3"
+            # the chart, fetched a few seconds at a time (since=), holds the same points as the whole series
+            page.wait_for_timeout(4500)
+            same = page.evaluate("""async () => {
+                const all = (await (await fetch('/v1/watch/timeline?camera=airport')).json()).points.map(p => p[0]);
+                const shown = window.maskwatchCharts['airport'].plot.data[0];
+                const n = Math.min(all.length, shown.length) - 2;
+                return n > 3 && JSON.stringify(all.slice(0, n)) === JSON.stringify(Array.from(shown.slice(0, n)));
+            }""")
+            assert same
             # recent alerts: the unmasked man at the entrance
             page.wait_for_selector("#recent td.kind-unmasked_alert", timeout=20000)
             assert page.locator(".tile[data-camera='entrance'] .badge.alert").is_visible()

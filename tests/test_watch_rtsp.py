@@ -62,6 +62,17 @@ def _wait(base: str, proc, check, timeout: float, what: str) -> dict:
     raise AssertionError(f"{what} did not happen in {timeout} s: {cams}")
 
 
+def wait_js(page, expression: str, timeout: float = 20.0) -> None:
+    """Poll a JavaScript expression until it is truthy (Playwright's wait_for_function evaluates strings
+    with eval(), which the page's Content-Security-Policy forbids; page.evaluate is not subject to it)."""
+    deadline = time.monotonic() + timeout
+    guarded = f"(() => {{ try {{ return !!({expression}); }} catch (e) {{ return false; }} }})()"
+    while not page.evaluate(guarded):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout} s: {expression}")
+        time.sleep(0.2)
+
+
 def _screenshot(base: str, path: Path) -> None:
     """The dashboard after the gap, in Chromium (where installed): 3 tiles, charts, the gaps listed."""
     try:
@@ -77,12 +88,11 @@ def _screenshot(base: str, path: Path) -> None:
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1300})
             page.goto(base + "/watch")
-            page.wait_for_function("document.querySelectorAll('.tile .uplot').length === 3", timeout=20000)
+            wait_js(page, "document.querySelectorAll('.tile .uplot').length === 3")
             page.wait_for_selector("#recent td.kind-stream_restored", timeout=20000)
-            page.wait_for_function("[...document.querySelectorAll('.tile img.thumb')].every(i => i.naturalWidth > 0)",
-                                   timeout=20000)
+            wait_js(page, "[...document.querySelectorAll('.tile img.thumb')].every(i => i.naturalWidth > 0)")
             # the gap is shown: each stream camera's chart has a break (a null point), the file camera's none
-            page.wait_for_function("window.maskwatchCharts['gate-a'].plot.data[1].includes(null)", timeout=20000)
+            wait_js(page, "window.maskwatchCharts['gate-a'].plot.data[1].includes(null)")
             assert not page.evaluate("window.maskwatchCharts['demo-file'].plot.data[1].includes(null)")
             page.screenshot(path=str(path), full_page=True)
         finally:

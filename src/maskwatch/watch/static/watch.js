@@ -149,13 +149,23 @@ async function poll() {
   }
 }
 
+const MAX_POINTS = 7200;  // two hours of per-second points, as the server keeps
+
 async function refreshChart(key) {
-  const url = "/v1/watch/timeline" + (key ? "?camera=" + encodeURIComponent(key) : "");
-  const resp = await fetch(url, { cache: "no-store" });
-  if (!resp.ok) return;
-  const data = toData((await resp.json()).points);
+  // Only the last seconds are fetched (since=): the points before them do not change.
   const c = charts[key];
-  c.plot.setData(data, !c.zoomed);
+  const raw = c.raw || (c.raw = []);
+  const since = raw.length ? raw[raw.length - 1][0] - 2 : null;
+  const params = new URLSearchParams();
+  if (key) params.set("camera", key);
+  if (since !== null) params.set("since", since);
+  const resp = await fetch("/v1/watch/timeline?" + params, { cache: "no-store" });
+  if (!resp.ok) return;
+  const fresh = (await resp.json()).points;
+  while (since !== null && raw.length && raw[raw.length - 1][0] >= since) raw.pop();
+  raw.push(...fresh);
+  if (raw.length > MAX_POINTS) raw.splice(0, raw.length - MAX_POINTS);
+  c.plot.setData(toData(raw), !c.zoomed);
 }
 
 async function pollCharts() {
