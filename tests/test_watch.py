@@ -220,6 +220,7 @@ def test_monitor_looped_files_events_metrics_and_an_unreachable_camera(engine, t
     assert "cannot open" in cams["dead"]["error"]
     assert cams["airport"]["dropped"] > 0  # 25 fps clip, 4 fps analysed: the rest dropped, not queued
     assert cams["airport"]["lag_s"] < 5
+    assert cams["airport"]["fps"] <= 4 * 1.2 and cams["door"]["fps"] <= 4 * 1.2  # the fps cap holds
     assert timeline and all(len(p) == 3 for p in timeline) and site_line
     assert any(r["kind"] == "stream_unavailable" and r["camera"] == "dead" for r in snap["recent"])
     assert any(r["kind"] == "unmasked_alert" and r["camera"] == "door" for r in snap["recent"])

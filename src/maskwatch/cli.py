@@ -546,7 +546,7 @@ def serve(host, port, model, detector, detector_model, face_threshold, detect_si
               help="Event log file (SQLite); overrides the site file's [site] db.")
 @click.option("--log-json", is_flag=True, help="Log JSON lines on stderr (for log collectors).")
 def watch(site, serve, host, port, db_path, log_json) -> None:
-    """Watch every camera of a SITE file (TOML) until SIGTERM or Ctrl-C; see docs/watch.md."""
+    """Watch every camera of a SITE file (TOML or YAML) until SIGTERM or Ctrl-C; see docs/watch.md."""
     from maskwatch.watch.command import run_watch
 
     def server_app(engine):  # the dashboard is mounted on the server's app (photo page and API)
