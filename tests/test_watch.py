@@ -203,9 +203,11 @@ def test_monitor_looped_files_events_metrics_and_an_unreachable_camera(engine, t
                                    "reconnect_min_s": 0.2, "reconnect_max_s": 0.5}]})
     db = tmp_path / "events.db"
     with Monitor(site, engine=engine, db=str(db)) as mon:
+        t_start = time.monotonic()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             snap = mon.snapshot()
+            elapsed = time.monotonic() - t_start
             cams = {c["name"]: c for c in snap["cameras"]}
             if cams["airport"]["frames"] >= 12 and cams["door"]["frames"] >= 12 and cams["door"]["alerts"]:
                 break
@@ -220,7 +222,8 @@ def test_monitor_looped_files_events_metrics_and_an_unreachable_camera(engine, t
     assert "cannot open" in cams["dead"]["error"]
     assert cams["airport"]["dropped"] > 0  # 25 fps clip, 4 fps analysed: the rest dropped, not queued
     assert cams["airport"]["lag_s"] < 5
-    assert cams["airport"]["fps"] <= 4 * 1.2 and cams["door"]["fps"] <= 4 * 1.2  # the fps cap holds
+    for name in ("airport", "door"):  # the fps cap holds (over the run; a frame or two of catch-up at the start)
+        assert cams[name]["frames"] <= 4 * elapsed + 3, (name, cams[name]["frames"], elapsed)
     assert timeline and all(len(p) == 3 for p in timeline) and site_line
     assert any(r["kind"] == "stream_unavailable" and r["camera"] == "dead" for r in snap["recent"])
     assert any(r["kind"] == "unmasked_alert" and r["camera"] == "door" for r in snap["recent"])
