@@ -482,3 +482,35 @@ def test_watch_without_serve_stops_cleanly_on_sigterm(tmp_path):
     con = sqlite3.connect(db)
     assert con.execute("SELECT status FROM runs").fetchone()[0] == "stopped by SIGTERM"
     con.close()
+
+
+def test_routes_before_any_frame_readyz_503_and_json_404s(engine):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from maskwatch.watch import Monitor, parse_site
+    from maskwatch.watch.web import mount
+
+    site = parse_site({"camera": [{"name": "gate", "source": "rtsp://127.0.0.1:9/x"}]})
+    mon = Monitor(site, engine=engine)  # not started: no frame yet
+    try:
+        client = TestClient(mount(FastAPI(), mon))
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "starting"
+        thumb = client.get("/v1/watch/cameras/gate/thumbnail.jpg")
+        assert thumb.status_code == 404 and "no frame yet" in thumb.json()["detail"]
+        missing = client.get("/v1/watch/cameras/nope/thumbnail.jpg")
+        assert missing.status_code == 404 and "the site has gate" in missing.json()["detail"]
+        snap = client.get("/v1/watch").json()
+        assert snap["cameras"][0]["status"] == "connecting" and snap["cameras"][0]["source"] == "rtsp://127.0.0.1:9/x"
+        assert client.get("/v1/watch/timeline").json() == {"camera": None, "points": []}
+    finally:
+        mon.close()
+
+
+def test_stream_passwords_never_reach_the_dashboard():
+    from maskwatch.watch.camera import _redact
+
+    assert _redact("rtsp://admin:s3cret@10.0.0.2:554/s1") == "rtsp://admin:***@10.0.0.2:554/s1"
+    assert _redact("rtsp://10.0.0.2/s1") == "rtsp://10.0.0.2/s1"

@@ -138,7 +138,8 @@ class Camera:
 
     def join(self, timeout: float = 15.0) -> None:
         self.reader.close(timeout)
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout)
 
     @property
     def alive(self) -> bool:
