@@ -300,6 +300,12 @@ def test_watch_command_serves_dashboard_metrics_health_and_stops_on_sigterm(tmp_
             _get(base + "/v1/watch/timeline?camera=nope")
         assert err.value.code == 404 and "no camera named 'nope'" in err.value.read().decode()
         assert _get(base + "/")[0] == 200  # the server's own page is there too
+        import socket
+
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:  # uvicorn logs a warning...
+            raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            raw.recv(100)
+        time.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -309,6 +315,7 @@ def test_watch_command_serves_dashboard_metrics_health_and_stops_on_sigterm(tmp_
             _, err_text = proc.communicate()
     assert proc.returncode == 0, err_text
     lines = [json.loads(line) for line in err_text.splitlines() if line.strip()]  # --log-json: every line JSON
+    assert any(d["logger"].startswith("uvicorn") for d in lines)  # ...as JSON too
     assert any("stopped by SIGTERM" in d["message"] for d in lines)
     con = sqlite3.connect(db)
     run = con.execute("SELECT ended_at, command, status FROM runs").fetchone()

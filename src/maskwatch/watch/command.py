@@ -57,7 +57,7 @@ def run_watch(site_path: str | Path, *, serve: bool = False, host: str = "127.0.
         log.warning("watching %d cameras of %s%s", len(monitor.cameras), site.name,
                     f"; dashboard on http://{host}:{port}/watch" if serve else "")
         if serve:
-            _serve(monitor, host, port, stop, duration_s, app_factory)
+            _serve(monitor, host, port, stop, duration_s, app_factory, log_json)
         else:
             stop.wait(duration_s)
     finally:
@@ -88,7 +88,8 @@ def _check_port(host: str, port: int) -> None:
                 from exc
 
 
-def _serve(monitor, host: str, port: int, stop: threading.Event, duration_s: float | None, app_factory) -> None:
+def _serve(monitor, host: str, port: int, stop: threading.Event, duration_s: float | None, app_factory,
+           log_json: bool = False) -> None:
     import uvicorn
 
     from maskwatch.watch.web import mount
@@ -100,7 +101,9 @@ def _serve(monitor, host: str, port: int, stop: threading.Event, duration_s: flo
     else:
         app = app_factory(monitor.engine)
     mount(app, monitor)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    # With --log-json uvicorn keeps the JSON handlers set up above (its own config would replace them).
+    extra = {"log_config": None} if log_json else {}
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", **extra)
     # uvicorn takes SIGINT/SIGTERM while serving, shuts down, then restores our handlers and raises the
     # signal again: ours then set `stop`, and the monitor closes after the server.
     server = uvicorn.Server(config)
