@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg quiet (reconnection attempts) before cv2 loads it
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 CLIP = Path(os.environ.get("MASKWATCH_SHARED", ROOT.parent / "shared")) / "data" / "video" / "airport-crowd.mp4"

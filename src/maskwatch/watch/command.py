@@ -54,7 +54,7 @@ def run_watch(site_path: str | Path, *, serve: bool = False, host: str = "127.0.
             old[sig] = signal.signal(sig, on_signal)
     try:
         monitor.start()
-        log.warning("watching %d cameras of %s%s", len(monitor.cameras), site.name,
+        log.warning("watching %s of %s%s", _count(len(monitor.cameras), "camera"), site.name,
                     f"; dashboard on http://{host}:{port}/watch" if serve else "")
         if serve:
             _serve(monitor, host, port, stop, duration_s, app_factory, log_json)

@@ -111,7 +111,7 @@ class Monitor:
         self.started_at = time.time()
         for cam in self.cameras.values():
             cam.start()
-        log.info("watching %d cameras of %s", len(self.cameras), self.site.name)
+        log.debug("watching %d cameras of %s", len(self.cameras), self.site.name)
         return self
 
     def close(self, signum: int | None = None) -> None:
@@ -133,7 +133,7 @@ class Monitor:
             self.event_log.finish(RunSummary(frames=sum(c.frames for c in self.cameras.values()), signal=signum,
                                              elapsed_s=time.time() - (self.started_at or time.time())))
             self.event_log.close()
-        log.info("stopped watching %s", self.site.name)
+        log.debug("stopped watching %s", self.site.name)
 
     def __enter__(self) -> Monitor:
         return self.start()
