@@ -315,7 +315,8 @@ def classify(inputs, model, json_path, csv_path, batch_size, **options) -> None:
 
 @cli.command()
 @click.argument("data_dir", type=click.Path(path_type=Path))
-@click.option("--recipe", type=click.Choice(sorted(PRESETS, key=lambda n: n != "default")), default="default", show_default=True,
+@click.option("--recipe", type=click.Choice(sorted(PRESETS, key=lambda n: n != "default")), default="default",
+              show_default=True,
               help="default: article + low-res/brightness augmentation on detector-cropped faces; "
                    "article: the tutorial's recipe as published.")
 @click.option("--epochs", type=click.IntRange(1), default=None)
@@ -517,6 +518,26 @@ def serve(host, port, max_upload_mb, db_path, **options) -> None:
     except (KeyboardInterrupt, click.exceptions.Abort):
         pass
     click.echo("maskwatch: server stopped", err=True)
+
+
+@cli.command()
+@click.argument("site", type=click.Path(path_type=Path))
+@click.option("--serve", is_flag=True, help="Serve the dashboard (/watch), /metrics, /healthz and /readyz.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (with --serve).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port (with --serve).")
+@click.option("--db", "db_path", default=None,
+              help="Event log: an SQLite file or a postgresql:// URL; overrides the site file's [site] db.")
+@click.option("--log-json", is_flag=True, help="Log JSON lines on stderr (for log collectors).")
+def watch(site, serve, host, port, db_path, log_json) -> None:
+    """Watch every camera of a SITE file (TOML or YAML) until SIGTERM or Ctrl-C; see docs/watch.md."""
+    from maskwatch.watch.command import run_watch
+
+    def server_app(engine):  # the dashboard is mounted on the server's app (photo page and API)
+        from maskwatch.server.app import ServerSettings, create_app
+
+        return create_app(ServerSettings(host=host, port=port), engine=engine)
+
+    run_watch(site, serve=serve, host=host, port=port, db=db_path, log_json=log_json, app_factory=server_app)
 
 
 from maskwatch.batch.command import register as _register_batch  # noqa: E402 - scale-out front (issue 7)

@@ -94,12 +94,15 @@ class MaskDetector:
         self.margin = float(self.classifier.info.preprocessing.get("margin", DEFAULT_MARGIN))
         self._detectors()  # build (and check) this thread's face detectors now: a bad file fails here
 
-    def fork(self, **changes) -> MaskDetector:
+    def fork(self, *, classifier: MaskClassifier | None = None, **changes) -> MaskDetector:
         """A detector with some spec fields changed (e.g. ``detect_size=480``, ``mirror_photos=False``)
-        that shares this one's loaded classifier (unless ``model`` or ``threads`` change)."""
+        that shares this one's loaded classifier (unless ``model`` or ``threads`` change), or uses
+        ``classifier`` (anything with the classifier's interface, e.g. a batching wrapper shared by cameras)."""
         spec = self.spec.replace(**changes)
         same_classifier = spec.model == self.spec.model and spec.threads == self.spec.threads
-        return MaskDetector(spec=spec, _classifier=self.classifier if same_classifier else None)
+        if classifier is None and same_classifier:
+            classifier = self.classifier
+        return MaskDetector(spec=spec, _classifier=classifier)
 
     def _detectors(self):
         """This thread's (photo, video) face detectors, built on first use."""
