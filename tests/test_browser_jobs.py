@@ -66,7 +66,7 @@ def test_video_job_plays_the_result_with_chart_and_people(page):
     status = page.text_content("#video-status")
     assert "234 frames" in status
     summary = page.text_content("#video-summary")
-    assert summary.startswith("1 people") and "compliance" in summary
+    assert summary.startswith("1 person ") and "compliance" in summary
     rows = page.query_selector_all("#video-tracks tbody tr")
     assert len(rows) == 1 and "without_mask → with_mask" in rows[0].text_content()
     # The track ends with a mask: not drawn red (before: red for any unmasked moment).
@@ -79,8 +79,14 @@ def test_video_job_plays_the_result_with_chart_and_people(page):
         return {duration: v.duration, time: v.currentTime, w: v.videoWidth, error: v.error}; }""")
     assert state["error"] is None and state["w"] == 388 and state["time"] > 0
     assert state["duration"] == pytest.approx(234 / 25, abs=0.3)
-    page.wait_for_function("() => document.getElementById('video-timeline').naturalWidth > 0", timeout=10000)
-    assert page.evaluate("() => document.getElementById('video-timeline').naturalWidth") == 1000
+    # The timeline is an interactive chart (vendored uPlot), not a picture: hover shows the values.
+    page.wait_for_selector("#video-timeline canvas", timeout=10000)
+    legend = page.text_content("#video-timeline .u-legend")
+    assert "with mask" in legend and "without mask" in legend
+    box = page.query_selector("#video-timeline .u-over").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
+    values = page.eval_on_selector_all("#video-timeline .u-legend .u-value", "els => els.map(e => e.textContent)")
+    assert any(v.strip() not in ("", "--") for v in values[1:]), values
     links = [a.text_content() for a in page.query_selector_all("#video-downloads a")]
     assert {"video.mp4", "frames.jsonl", "faces.csv", "summary.json"} <= set(links)
     page.screenshot(path=str(ARTIFACTS / "video-job.png"), full_page=True)

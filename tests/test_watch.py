@@ -293,7 +293,7 @@ def test_watch_command_serves_dashboard_metrics_health_and_stops_on_sigterm(tmp_
         assert all(c["connected"] for c in snap["cameras"])
         status, ctype, jpg = _get(base + "/v1/watch/cameras/airport/thumbnail.jpg")
         assert ctype == "image/jpeg" and jpg[:2] == b"\xff\xd8"
-        assert b"uPlot" in _get(base + "/watch")[2] and _get(base + "/watch/static/uPlot.iife.min.js")[0] == 200
+        assert b"uPlot" in _get(base + "/watch")[2] and _get(base + "/static/vendor/uPlot.iife.min.js")[0] == 200
         points = json.loads(_get(base + "/v1/watch/timeline?camera=airport")[2])["points"]
         assert points
         with pytest.raises(urllib.error.HTTPError) as err:

@@ -110,6 +110,30 @@
   }
 
   // ---------------------------------------------------------------- results
+  function count(n, one, many) { return `${n} ${n === 1 ? one : (many || one + "s")}`; }
+
+  // The timeline as an interactive chart (uPlot, vendored): people per time bucket, one line per label.
+  const LABEL_COLORS = {with_mask: "#2e9d4f", without_mask: "#c0392b", mask_incorrect: "#e67e22"};
+  let timelinePlot = null;
+  function drawTimeline(box, rows) {
+    if (timelinePlot) { timelinePlot.destroy(); timelinePlot = null; }
+    box.textContent = "";
+    if (!rows.length || typeof uPlot === "undefined") {
+      box.textContent = rows.length ? "" : "No face was tracked.";
+      return;
+    }
+    const skip = new Set(["source", "start_s", "end_s", "tracks", "faces_max"]);
+    const labels = Object.keys(rows[0]).filter((k) => !skip.has(k));
+    const data = [rows.map((r) => r.start_s), ...labels.map((k) => rows.map((r) => r[k]))];
+    const series = [{label: "time (s)"}, ...labels.map((k) => ({
+      label: k.replace("_", " "), stroke: LABEL_COLORS[k] || "#555", width: 2,
+      fill: (LABEL_COLORS[k] || "#555555") + "22",
+    }))];
+    const width = Math.max(320, Math.min(box.parentElement.clientWidth || 600, 900));
+    timelinePlot = new uPlot({width, height: 240, scales: {x: {time: false}}, series,
+                              axes: [{label: "seconds"}, {label: "people"}]}, data, box);
+  }
+
   function show(job) {
     const r = job.result || {};
     const s = r.summary || {};
@@ -120,14 +144,13 @@
     } else {
       const mostly = Object.entries(s.people_mostly || {}).map(([k, v]) => `${v} mostly ${k.replace("_", " ")}`).join(", ");
       const [lo, hi] = s.compliance_ci95 || [0, 0];
-      text = `${s.people} people (${mostly}); compliance ${(100 * s.compliance_rate).toFixed(0)}% ` +
-             `(95% CI ${(100 * lo).toFixed(0)}–${(100 * hi).toFixed(0)}%); ${s.alerts} alerts`;
+      text = `${count(s.people, "person", "people")} (${mostly}); compliance ${(100 * s.compliance_rate).toFixed(0)}% ` +
+             `(95% CI ${(100 * lo).toFixed(0)}–${(100 * hi).toFixed(0)}%); ${count(s.alerts, "alert")}`;
     }
     $("video-summary").textContent = text;
     const player = $("video-player");
     if (files["video.mp4"]) player.src = files["video.mp4"];
-    const chart = $("video-timeline");
-    if (files["timeline.png"]) chart.src = files["timeline.png"];
+    drawTimeline($("video-timeline"), r.timeline || []);
     const dl = $("video-downloads");
     dl.textContent = "";
     for (const [name, href] of Object.entries(files)) {
