@@ -132,5 +132,5 @@ def test_evaluate_with_a_classes_txt_that_is_not_utf8_is_one_clear_error(tmp_pat
     (root / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
     (root / "classes.txt").write_bytes(b"no_mask\n\xff\xfemask\n")
     proc = run_cli("evaluate", str(model_path), str(root), "--project", str(tmp_path / "runs"))
-    assert_one_line_error(proc, "classes.txt", "not UTF-8")
+    assert_one_line_error(proc, "classes.txt", "not a text file in UTF-8")
     assert proc.returncode == 2
