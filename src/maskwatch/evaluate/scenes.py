@@ -64,7 +64,8 @@ def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not a text file in UTF-8 (byte 0x{exc.object[exc.start]:02x} at position {exc.start}); "
+        bad = exc.object[exc.start]
+        raise DataError(f"{path}: not a text file in UTF-8 (byte 0x{bad:02x} at position {exc.start}); "
                         "save the file as UTF-8.") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
