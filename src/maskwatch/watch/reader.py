@@ -52,6 +52,10 @@ def _open(cam: CameraConfig):
         index = cam.source.split(":")[-1]
         cap = cv2.VideoCapture(int(index))
     elif cam.kind == "stream":
+        # RTSP over TCP: over UDP a busy machine loses packets and FFmpeg's stream probe waits for more,
+        # inside OpenCV's open, which holds a lock every other camera's open waits on. A user's own
+        # OPENCV_FFMPEG_CAPTURE_OPTIONS wins.
+        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
         ms = int(STREAM_TIMEOUT_S * 1000)
         cap = cv2.VideoCapture(cam.source, cv2.CAP_FFMPEG,
                                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
