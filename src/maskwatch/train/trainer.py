@@ -165,6 +165,8 @@ def train(
                 scene_sets.setdefault(part, []).extend(ims)
         present = {lab for ims in scene_sets.values() for im in ims for lab in im.labels}
         classes = DEFAULT_CLASSES + tuple(c for c in EXTRA_CLASSES if c in present)
+    if int(recipe.extra.get("synthetic_incorrect", 0) or 0) > 0 and "mask_incorrect" not in classes:
+        classes = classes + ("mask_incorrect",)
     items = {sp: load_split_file(run_dir / "splits" / f"{sp}.txt", Path(data_dir)) for sp in SPLITS}
     for sp in ("train", "val"):
         counts = Counter(label for label, _ in items[sp])
@@ -199,6 +201,11 @@ def train(
             x, y = arrays[sp]
             arrays[sp] = (np.concatenate([x, xs]), np.concatenate([y, ys]))
         log.info("scene face crops added: %s", scene_counts)
+    synthetic: dict[str, Any] = {}
+    n_synth = int(recipe.extra.get("synthetic_incorrect", 0) or 0)
+    if n_synth > 0:
+        synthetic = _add_synthetic_incorrect(arrays, items["train"], scene_sets.get("train", []), classes, recipe,
+                                             cropper, n_synth)
     train_counts = np.bincount(arrays["train"][1], minlength=len(classes)).astype(np.float64)
     if scene_sets:
         class_weight = np.sqrt(train_counts.max() / np.maximum(train_counts, 1.0))
@@ -288,7 +295,9 @@ def train(
             "scaling": "inside the model: x / 127.5 - 1 (MobileNetV2)",
             "margin": recipe.margin,
         },
-        "architecture": f"MobileNetV2 alpha 1.0 (ImageNet, frozen) + AveragePool7 + Dense{recipe.dense_units} + "
+        "architecture": f"MobileNetV2 alpha 1.0 (ImageNet, frozen) at {recipe.input_size} px + global average pool "
+                        f"({model.get_layer('head_pool').pool_size[0]}x{model.get_layer('head_pool').pool_size[0]}) + "
+                        f"Dense{recipe.dense_units} + "
                         f"Dropout + Dense{len(classes)} softmax",
         "recipe": recipe.to_dict(),
         "data": {
@@ -299,6 +308,7 @@ def train(
             "near_duplicate_groups": audit_summary.get("n_near_duplicate_groups"),
             "identity_groups": audit_summary.get("identity_groups"),
             "unreadable": len(audit_summary.get("unreadable", [])),
+            **({"synthetic": synthetic} if synthetic else {}),
             **({"scene_crops": {"source": _joined(scenes), "split_lists": _joined(scene_splits), **scene_counts},
                 "class_weights": dict(zip(classes, np.round(class_weight, 4).tolist()))} if scene_sets else {}),
         },
@@ -311,6 +321,49 @@ def train(
     seconds = time.perf_counter() - t0
     log.info("model: %s (%.1f MB), %.0f s in all", model_path, model_path.stat().st_size / 1e6, seconds)
     return TrainResult(run_dir, model_path, test_metrics, seconds)
+
+
+def _add_synthetic_incorrect(arrays: dict, train_items: list, scene_train: list, classes: Sequence[str], recipe,
+                             cropper, n: int) -> dict[str, Any]:
+    """Add up to ``n`` synthetic ``mask_incorrect`` crops to the training arrays (never to validation
+    or test): a mask template worn under the nose or on the chin of the *training* split's unmasked
+    faces (see :mod:`maskwatch.train.synth`), half from the scene datasets' real faces, the rest from
+    the crop dataset; each cut as its real source is cut. Returns the model card's ``synthetic`` entry."""
+    from maskwatch.preprocess import crop_face, to_model_input
+    from maskwatch.train.synth import LandmarkFinder, load_templates, synthesize_incorrect, templates_dir
+
+    t0 = time.perf_counter()
+    templates = load_templates()
+    finder = LandmarkFinder()
+    rng = np.random.default_rng(recipe.seed + 17)
+    min_face = int(recipe.extra.get("min_scene_face", 8))
+    scene_src = [(im.path, box) for im in scene_train for box, lab in zip(im.boxes, im.labels)
+                 if lab == "without_mask" and min(box[2] - box[0], box[3] - box[1]) >= min_face]
+    crop_src = [(path, None) for label, path in train_items if label == "without_mask"]
+    made_scene, sum_scene = synthesize_incorrect(scene_src, n // 2 if crop_src else n, templates, finder, rng,
+                                                 lambda img, box: crop_face(img, box, recipe.margin))
+    made_crop, sum_crop = synthesize_incorrect(crop_src, n - len(made_scene), templates, finder, rng,
+                                               lambda img, box: cropper(img)[0])
+    crops = made_scene + made_crop
+    if not crops:
+        log.warning("no synthetic mask_incorrect face could be made (no landmarks found)")
+        return {}
+    xs = np.concatenate([to_model_input(crops[i:i + 64], recipe.input_size).astype(np.uint8)
+                         for i in range(0, len(crops), 64)])
+    ys = np.full(len(xs), list(classes).index("mask_incorrect"), np.int64)
+    x, y = arrays["train"]
+    arrays["train"] = (np.concatenate([x, xs]), np.concatenate([y, ys]))
+    log.info("synthetic mask_incorrect crops: %d from scene faces, %d from the crop dataset (%.0f s)",
+             len(made_scene), len(made_crop), time.perf_counter() - t0)
+    return {
+        "mask_incorrect": len(crops),
+        "used_for": "training only (never validation, calibration or test)",
+        "method": "MaskTheFace templates (masks.cfg anchors) warped onto YuNet landmarks of real unmasked training "
+                  "faces: top edge between nose tip and mouth (under the nose) or below the mouth (on the chin)",
+        "templates": str(templates_dir()),
+        "from_scene_faces": sum_scene,
+        "from_crop_dataset": sum_crop,
+    }
 
 
 #: MobileNetV2's last block and its final 1x1 convolution: what ``finetune_epochs`` trains. The layers
