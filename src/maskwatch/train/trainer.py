@@ -119,6 +119,10 @@ def train(
                         "give one --scene-splits per --scenes, in the same order.")
     if not resume:
         list_class_files(Path(data_dir), classes)  # the data's layout first: the cheapest check
+    if int(recipe.extra.get("synthetic_incorrect", 0) or 0) > 0:
+        from maskwatch.train.synth import load_templates
+
+        load_templates()  # the mask templates, as cheap to check
     check_base_weights(base_weights)  # then the weights, before the audit and before any run folder exists
     if resume:
         run_dir = Path(resume)
