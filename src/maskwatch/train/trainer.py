@@ -268,9 +268,9 @@ def train(
         x, y = arrays["test"]
         probs = model.predict(x.astype(np.float32), batch_size=64, verbose=0)
         if calibration:
-            from maskwatch.classify.calibration import apply_temperature
+            from maskwatch.classify.calibration import calibration_from_metadata
 
-            probs = apply_temperature(probs, calibration["temperature"])
+            probs = calibration_from_metadata({"classes": list(classes), "calibration": calibration}).apply(probs)
         test_metrics = classification_metrics(y, probs, classes)
         write_report(test_metrics, run_dir / "test", "test split")
         wrong = np.nonzero(probs.argmax(1) != y)[0]
@@ -321,7 +321,7 @@ def train(
         "training_seconds": round(fit_s, 1),
     }
     model_path = export_onnx(model, run_dir / "model.onnx", metadata)
-    _check_export(model, model_path, arrays.get("test", arrays["val"])[0][:8], calibration.get("temperature", 1.0))
+    _check_export(model, model_path, arrays.get("test", arrays["val"])[0][:8])
     seconds = time.perf_counter() - t0
     log.info("model: %s (%.1f MB), %.0f s in all", model_path, model_path.stat().st_size / 1e6, seconds)
     return TrainResult(run_dir, model_path, test_metrics, seconds)
@@ -474,27 +474,55 @@ def _fit_on_cached_features(model, arrays, classes, class_weight, recipe, views:
     model.save_weights(str(run_dir / "best.weights.h5"))
 
 
+def fit_calibration(raw: np.ndarray, y: np.ndarray, n_crop_rows: int, classes: Sequence[str], extra: dict,
+                    temperature: float | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """The model card's ``calibration`` entry from validation softmax output ``raw`` (rows from
+    ``n_crop_rows`` on are real scene faces), and the calibrated probabilities.
+
+    Temperature on every validation crop (unless given); then, when there is a ``mask_incorrect``
+    output, its log-prior shift (the best recall of real incorrect faces at which at most
+    ``extra["incorrect_max_false"]``, default 2%, of real correctly masked faces are called incorrect);
+    then the abstention threshold on the real faces (``extra["abstain_target"]``, default 97%).
+    """
+    from maskwatch.classify.calibration import (
+        apply_class_bias, apply_temperature, choose_abstention, choose_class_bias, expected_calibration_error,
+        fit_temperature, nll,
+    )
+
+    t = fit_temperature(raw, y) if temperature is None else float(temperature)
+    cal = apply_temperature(raw, t)
+    real = slice(n_crop_rows, None)
+    bias_entry: dict[str, Any] = {}
+    max_false = float(extra.get("incorrect_max_false", 0.02))
+    if "mask_incorrect" in classes and max_false > 0:
+        k, protect = list(classes).index("mask_incorrect"), list(classes).index("with_mask")
+        choice = choose_class_bias(cal[real], y[real], k, protect, max_false)
+        if choice["bias"] > 0:
+            vec = np.zeros(len(classes))
+            vec[k] = choice["bias"]
+            cal = apply_class_bias(cal, vec)
+            bias_entry = {"class_bias": {"mask_incorrect": choice["bias"]}}
+        bias_entry["class_bias_fit"] = {**choice, "fitted_on": "real validation scene faces"}
+    target = float(extra.get("abstain_target", 0.97))
+    abst = choose_abstention(cal[real], y[real], target)
+    calibration = {
+        "temperature": t, "abstain_below": abst["threshold"], **bias_entry,
+        "fitted_on": f"validation crops ({len(y)}; class bias and abstention on the {len(y) - n_crop_rows} "
+                     "real scene faces)",
+        "ece_before": expected_calibration_error(raw, y), "ece_after": expected_calibration_error(cal, y),
+        "nll_before": nll(raw, y), "nll_after": nll(cal, y), "abstention": abst,
+    }
+    return calibration, cal
+
+
 def _calibrate(model, val: tuple[np.ndarray, np.ndarray], n_crop_rows: int, classes, recipe, run_dir: Path,
                ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit the temperature on every validation crop, and the abstention threshold on the real (scene)
     validation faces; returns the model's ``calibration`` entry and real-face validation metrics."""
-    from maskwatch.classify.calibration import (
-        apply_temperature, choose_abstention, expected_calibration_error, fit_temperature, nll,
-    )
-
     x, y = val
     raw = model.predict(x.astype(np.float32), batch_size=64, verbose=0)
-    t = fit_temperature(raw, y)
-    cal = apply_temperature(raw, t)
-    target = float(recipe.extra.get("abstain_target", 0.97))
+    calibration, cal = fit_calibration(raw, y, n_crop_rows, classes, recipe.extra)
     real = slice(n_crop_rows, None)
-    abst = choose_abstention(cal[real], y[real], target)
-    calibration = {
-        "temperature": t, "abstain_below": abst["threshold"],
-        "fitted_on": f"validation crops ({len(y)}; abstention on the {len(y) - n_crop_rows} real scene faces)",
-        "ece_before": expected_calibration_error(raw, y), "ece_after": expected_calibration_error(cal, y),
-        "nll_before": nll(raw, y), "nll_after": nll(cal, y), "abstention": abst,
-    }
     yr, pr = y[real], cal[real]
     k_with, k_without = classes.index("with_mask"), classes.index("without_mask")
     unmasked = yr == k_without
@@ -509,18 +537,19 @@ def _calibrate(model, val: tuple[np.ndarray, np.ndarray], n_crop_rows: int, clas
     }
     (run_dir / "calibration.json").write_text(json.dumps({"calibration": calibration, "val_real_faces": real_val},
                                                          indent=2))
+    t, abst = calibration["temperature"], calibration["abstention"]
     log.info("temperature %.3f: validation ECE %.4f -> %.4f; abstain below %s (real-face coverage %.3f)", t,
              calibration["ece_before"], calibration["ece_after"], abst["threshold"], abst["coverage"])
     return calibration, real_val
 
 
-def _check_export(model, model_path: Path, x: np.ndarray, temperature: float = 1.0) -> None:
-    """The ONNX file must give the Keras model's probabilities (temperature-scaled as the file says)."""
-    from maskwatch.classify.calibration import apply_temperature
+def _check_export(model, model_path: Path, x: np.ndarray) -> None:
+    """The ONNX file must give the Keras model's probabilities (calibrated as the file says)."""
     from maskwatch.classify.model import MaskClassifier
 
-    onnx_probs = MaskClassifier(model_path).predict_batch(x.astype(np.float32))
-    keras_probs = apply_temperature(model.predict(x.astype(np.float32), verbose=0), temperature)
+    clf = MaskClassifier(model_path)
+    onnx_probs = clf.predict_batch(x.astype(np.float32))
+    keras_probs = clf.calibration.apply(model.predict(x.astype(np.float32), verbose=0))
     diff = float(np.abs(onnx_probs - keras_probs).max())
     if diff > 1e-3:
         raise MaskwatchError(f"exported ONNX model differs from Keras by {diff:.2e}; export is broken")
