@@ -47,21 +47,24 @@ def main() -> None:
     items = load_split_file(REPO / "docs" / "model" / "splits" / "val.txt", SHARED / "data" / "mask-crops")
     x, y, _, _ = load_crops(items, classes, size, face_cropper(True, margin), progress=False)
     n_crop_rows = len(x)
-    xs, ys = [x], [y]
+    xs, ys, judged = [x], [y], []
     for root, lists in zip(extra["scenes"].split(";"), extra["scene_splits"].split(";"), strict=True):
         ims = scene_parts(REPO / root if not Path(root).is_absolute() else root,
                           REPO / lists if not Path(lists).is_absolute() else lists, ("val",))["val"]
         a, b, _, _ = load_scene_crops(ims, classes, size, margin, int(extra.get("min_scene_face", 8)), progress=False)
         xs.append(a)
         ys.append(b)
-    x, y = np.concatenate(xs), np.concatenate(ys)
+        # only datasets that label mask_incorrect say that their with_mask faces wear it correctly
+        judged.append(np.full(len(b), "mask_incorrect" in {lab for im in ims for lab in im.labels}))
+    x, y, judged = np.concatenate(xs), np.concatenate(ys), np.concatenate(judged)
     name = clf._session.get_inputs()[0].name
     raw = np.concatenate([clf._session.run(None, {name: x[i:i + 64].astype(np.float32)})[0]
                           for i in range(0, len(x), 64)])
     from maskwatch.classify.calibration import apply_class_bias, apply_temperature
 
     t0 = apply_temperature(raw, meta.get("calibration", {}).get("temperature", 1.0))[n_crop_rows:]
-    yr, k, kw = y[n_crop_rows:], classes.index("mask_incorrect"), classes.index("with_mask")
+    t0, yr = t0[judged], y[n_crop_rows:][judged]
+    k, kw = classes.index("mask_incorrect"), classes.index("with_mask")
     print("mask_incorrect log shift: real validation incorrect recall / correctly masked called incorrect")
     for b in np.arange(0.0, 3.01, 0.25):
         pred = apply_class_bias(t0, np.eye(len(classes))[k] * b).argmax(1)
@@ -69,7 +72,8 @@ def main() -> None:
               f"{int((pred[yr == kw] == k).sum())}/{int((yr == kw).sum())}")
     extra["incorrect_max_false"] = args.max_false
     old = meta.get("calibration", {})
-    calibration, cal = fit_calibration(raw, y, n_crop_rows, classes, extra, temperature=old.get("temperature"))
+    calibration, cal = fit_calibration(raw, y, n_crop_rows, classes, extra, temperature=old.get("temperature"),
+                                       judged=judged)
     calibration["refitted_by"] = "benchmarks/recalibrate_classifier.py (same validation crops, same temperature)"
     meta["calibration"] = calibration
     print(f"validation crops: {len(y)} ({len(y) - n_crop_rows} real scene faces)")

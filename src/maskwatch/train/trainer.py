@@ -161,12 +161,18 @@ def train(
         (run_dir / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2))
         audit_summary = report.summary()
     scene_sets: dict[str, list] = {}
+    judges_incorrect: set[str] = set()  # photos of scene datasets that label mask_incorrect at all
+    val_judged: np.ndarray | None = None
     if scenes is not None:
         from maskwatch.train.scene_crops import scene_parts
 
         for root, lists in zip(_as_list(scenes), _as_list(scene_splits), strict=True):
-            for part, ims in scene_parts(root, lists, ("train", "val")).items():
+            parts = scene_parts(root, lists, ("train", "val"))
+            labels_incorrect = any("mask_incorrect" in im.labels for ims in parts.values() for im in ims)
+            for part, ims in parts.items():
                 scene_sets.setdefault(part, []).extend(ims)
+                if labels_incorrect:
+                    judges_incorrect.update(str(im.path) for im in ims)
         present = {lab for ims in scene_sets.values() for im in ims for lab in im.labels}
         classes = DEFAULT_CLASSES + tuple(c for c in EXTRA_CLASSES if c in present)
     if int(recipe.extra.get("synthetic_incorrect", 0) or 0) > 0 and "mask_incorrect" not in classes:
@@ -199,8 +205,11 @@ def train(
         from maskwatch.train.scene_crops import load_scene_crops
 
         for sp, ims in scene_sets.items():
-            xs, ys, _, _ = load_scene_crops(ims, classes, recipe.input_size, recipe.margin,
-                                            int(recipe.extra.get("min_scene_face", 8)), f"scene crops {sp}", progress)
+            xs, ys, _, where = load_scene_crops(ims, classes, recipe.input_size, recipe.margin,
+                                                int(recipe.extra.get("min_scene_face", 8)), f"scene crops {sp}",
+                                                progress)
+            if sp == "val":
+                val_judged = np.array([w[0] in judges_incorrect for w in where], bool)
             scene_counts[sp] = {c: int((ys == k).sum()) for k, c in enumerate(classes)}
             x, y = arrays[sp]
             arrays[sp] = (np.concatenate([x, xs]), np.concatenate([y, ys]))
@@ -261,7 +270,8 @@ def train(
     calibration: dict[str, Any] = {}
     real_val: dict[str, Any] = {}
     if scene_sets:
-        calibration, real_val = _calibrate(model, arrays["val"], n_crop_rows["val"], classes, recipe, run_dir)
+        calibration, real_val = _calibrate(model, arrays["val"], n_crop_rows["val"], classes, recipe, run_dir,
+                                           val_judged)
 
     test_metrics: dict[str, Any] = {}
     if "test" in arrays:
@@ -475,13 +485,16 @@ def _fit_on_cached_features(model, arrays, classes, class_weight, recipe, views:
 
 
 def fit_calibration(raw: np.ndarray, y: np.ndarray, n_crop_rows: int, classes: Sequence[str], extra: dict,
-                    temperature: float | None = None) -> tuple[dict[str, Any], np.ndarray]:
+                    temperature: float | None = None, judged: np.ndarray | None = None,
+                    ) -> tuple[dict[str, Any], np.ndarray]:
     """The model card's ``calibration`` entry from validation softmax output ``raw`` (rows from
     ``n_crop_rows`` on are real scene faces), and the calibrated probabilities.
 
     Temperature on every validation crop (unless given); then, when there is a ``mask_incorrect``
     output, its log-prior shift (the best recall of real incorrect faces at which at most
-    ``extra["incorrect_max_false"]``, default 2%, of real correctly masked faces are called incorrect);
+    ``extra["incorrect_max_false"]``, default 2%, of real correctly masked faces are called incorrect;
+    ``judged``: one flag per real face, True where its dataset labels mask_incorrect at all, so that its
+    with_mask faces are known to be worn correctly: only those count as false alarms);
     then the abstention threshold on the real faces (``extra["abstain_target"]``, default 97%).
     """
     from maskwatch.classify.calibration import (
@@ -496,13 +509,15 @@ def fit_calibration(raw: np.ndarray, y: np.ndarray, n_crop_rows: int, classes: S
     max_false = float(extra.get("incorrect_max_false", 0.02))
     if "mask_incorrect" in classes and max_false > 0:
         k, protect = list(classes).index("mask_incorrect"), list(classes).index("with_mask")
-        choice = choose_class_bias(cal[real], y[real], k, protect, max_false)
+        judged_rows = np.ones(len(y) - n_crop_rows, bool) if judged is None else np.asarray(judged, bool)
+        choice = choose_class_bias(cal[real][judged_rows], y[real][judged_rows], k, protect, max_false)
         if choice["bias"] > 0:
             vec = np.zeros(len(classes))
             vec[k] = choice["bias"]
             cal = apply_class_bias(cal, vec)
             bias_entry = {"class_bias": {"mask_incorrect": choice["bias"]}}
-        bias_entry["class_bias_fit"] = {**choice, "fitted_on": "real validation scene faces"}
+        bias_entry["class_bias_fit"] = {**choice, "fitted_on": "real validation faces of the scene datasets that "
+                                                             "label mask_incorrect"}
     target = float(extra.get("abstain_target", 0.97))
     abst = choose_abstention(cal[real], y[real], target)
     calibration = {
@@ -516,12 +531,12 @@ def fit_calibration(raw: np.ndarray, y: np.ndarray, n_crop_rows: int, classes: S
 
 
 def _calibrate(model, val: tuple[np.ndarray, np.ndarray], n_crop_rows: int, classes, recipe, run_dir: Path,
-               ) -> tuple[dict[str, Any], dict[str, Any]]:
+               judged: np.ndarray | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit the temperature on every validation crop, and the abstention threshold on the real (scene)
     validation faces; returns the model's ``calibration`` entry and real-face validation metrics."""
     x, y = val
     raw = model.predict(x.astype(np.float32), batch_size=64, verbose=0)
-    calibration, cal = fit_calibration(raw, y, n_crop_rows, classes, recipe.extra)
+    calibration, cal = fit_calibration(raw, y, n_crop_rows, classes, recipe.extra, judged=judged)
     real = slice(n_crop_rows, None)
     yr, pr = y[real], cal[real]
     k_with, k_without = classes.index("with_mask"), classes.index("without_mask")
