@@ -5,6 +5,7 @@ metadata plus a ``quantization`` entry, so it describes itself like any maskwatc
 
     python benchmarks/quantize_classifier.py MODEL.onnx OUT.onnx [--format qdq|qoperator]
         [--no-per-channel] [--float-ends] [--calib 300] [--val 400]
+    python benchmarks/quantize_classifier.py MODEL.onnx OUT.onnx --all     # every variant, one table
 
 ``--float-ends`` leaves the first convolution and the head's dense layers in float. Needs the ``train``
 extra (onnx). Calibration crops: the mask-crops training split (docs/model/splits) and scenes-kaggle
@@ -103,36 +104,54 @@ def time_models(models: dict, x: np.ndarray, rounds: int = 5, batch: int = 2) ->
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
+VARIANTS = {  # name: (format, per-channel, float ends)
+    "qdq": ("qdq", True, False),
+    "qdq-tensor": ("qdq", False, False),
+    "qdq-float-ends": ("qdq", True, True),
+    "qoperator": ("qoperator", True, False),
+    "qoperator-float-ends": ("qoperator", True, True),
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path)
-    ap.add_argument("out", type=Path)
+    ap.add_argument("out", type=Path, help="the int8 file; with --all, OUT-<variant>.onnx for each variant")
     ap.add_argument("--format", choices=["qdq", "qoperator"], default="qdq")
     ap.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--float-ends", action="store_true", help="first convolution and dense head stay float")
+    ap.add_argument("--all", action="store_true", help=f"every variant: {', '.join(VARIANTS)}")
     ap.add_argument("--calib", type=int, default=300, help="crops per source for calibration")
     ap.add_argument("--val", type=int, default=400, help="crops per source for the comparison")
     args = ap.parse_args()
     from maskwatch.classify.model import MaskClassifier
 
-    if args.out.exists():
-        raise SystemExit(f"{args.out} exists; not overwritten")
+    if args.all:
+        outs = {v: args.out.with_name(f"{args.out.stem}-{v}.onnx") for v in VARIANTS}
+        settings = dict(VARIANTS)
+    else:
+        outs = {"int8": args.out}
+        settings = {"int8": (args.format, args.per_channel, args.float_ends)}
+    for o in outs.values():
+        if o.exists():
+            raise SystemExit(f"{o} exists; not overwritten")
     clf = MaskClassifier(args.model)
     margin = float(clf.info.preprocessing.get("margin", 0.05))
     xc, _, _ = crops("train", args.calib, clf.input_size, margin)
-    entry = quantize(args.model, args.out, xc, args.format, args.per_channel, args.float_ends)
+    kinds = {v: quantize(args.model, outs[v], xc, *settings[v])["kind"] for v in outs}
     xv, yv, _ = crops("val", args.val, clf.input_size, margin, seed=1)
-    qclf = MaskClassifier(args.out)
+    models = {"float": clf, **{v: MaskClassifier(o) for v, o in outs.items()}}
     probs = {k: np.concatenate([c.predict_batch(xv[i:i + 32].astype(np.float32)) for i in range(0, len(xv), 32)])
-             for k, c in (("float", clf), ("int8", qclf))}
-    ms = time_models({"float": clf, "int8": qclf}, xv[:200])
-    print(f"{entry['kind']}; {len(xc)} calibration crops")
-    for k, c in (("float", clf), ("int8", qclf)):
+             for k, c in models.items()}
+    ms = time_models(models, xv[:200])
+    print(f"{len(xc)} calibration crops (real, training parts); {len(xv)} validation crops; ms per face: median "
+          f"of 5 interleaved rounds, batches of 2, one thread; load average {os.getloadavg()[0]:.1f}")
+    print(f"{'variant':<22}{'MB':>6}{'val accuracy':>14}{'agreement':>11}{'ms/face':>9}  kind")
+    for k, c in models.items():
         acc = float((probs[k].argmax(1) == yv).mean())
-        print(f"{k:<6} {Path(c.path).stat().st_size / 1e6:5.1f} MB  validation accuracy {acc:.4f}  "
-              f"{ms[k]:.2f} ms/face (median of 5, batches of 2, one thread)")
-    agree = float((probs["float"].argmax(1) == probs["int8"].argmax(1)).mean())
-    print(f"top-1 agreement int8 vs float: {agree:.4f} over {len(xv)} validation crops")
+        agree = float((probs["float"].argmax(1) == probs[k].argmax(1)).mean())
+        print(f"{k:<22}{Path(c.path).stat().st_size / 1e6:>6.1f}{acc:>14.4f}{agree:>11.4f}{ms[k]:>9.2f}  "
+              f"{kinds.get(k, 'float32')}")
 
 
 if __name__ == "__main__":
