@@ -492,7 +492,8 @@ def fit_calibration(raw: np.ndarray, y: np.ndarray, n_crop_rows: int, classes: S
 
     Temperature on every validation crop (unless given); then, when there is a ``mask_incorrect``
     output, its log-prior shift (the best recall of real incorrect faces at which at most
-    ``extra["incorrect_max_false"]``, default 2%, of real correctly masked faces are called incorrect;
+    ``extra["incorrect_max_false"]`` (e.g. 0.02; default 0: no shift) of real correctly masked faces are
+    called incorrect;
     ``judged``: one flag per real face, True where its dataset labels mask_incorrect at all, so that its
     with_mask faces are known to be worn correctly: only those count as false alarms);
     then the abstention threshold on the real faces (``extra["abstain_target"]``, default 97%).
@@ -506,7 +507,7 @@ def fit_calibration(raw: np.ndarray, y: np.ndarray, n_crop_rows: int, classes: S
     cal = apply_temperature(raw, t)
     real = slice(n_crop_rows, None)
     bias_entry: dict[str, Any] = {}
-    max_false = float(extra.get("incorrect_max_false", 0.02))
+    max_false = float(extra.get("incorrect_max_false", 0.0))  # off unless asked: it did not carry to test data
     if "mask_incorrect" in classes and max_false > 0:
         k, protect = list(classes).index("mask_incorrect"), list(classes).index("with_mask")
         judged_rows = np.ones(len(y) - n_crop_rows, bool) if judged is None else np.asarray(judged, bool)
