@@ -47,7 +47,12 @@ def quantize(model: Path, out: Path, calib: np.ndarray, fmt: str = "qdq", per_ch
              float_ends: bool = False) -> dict:
     """Write the int8 model to ``out``; returns the model card's ``quantization`` entry."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from maskwatch.classify.model import METADATA_KEY

@@ -72,8 +72,8 @@ def main() -> None:
               f"{int((pred[yr == kw] == k).sum())}/{int((yr == kw).sum())}")
     extra["incorrect_max_false"] = args.max_false
     old = meta.get("calibration", {})
-    calibration, cal = fit_calibration(raw, y, n_crop_rows, classes, extra, temperature=old.get("temperature"),
-                                       judged=judged)
+    calibration, _ = fit_calibration(raw, y, n_crop_rows, classes, extra, temperature=old.get("temperature"),
+                                     judged=judged)
     calibration["refitted_by"] = "benchmarks/recalibrate_classifier.py (same validation crops, same temperature)"
     meta["calibration"] = calibration
     print(f"validation crops: {len(y)} ({len(y) - n_crop_rows} real scene faces)")
