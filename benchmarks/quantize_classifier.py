@@ -44,11 +44,12 @@ def crops(split: str, n: int, size: int, margin: float, seed: int = 0) -> tuple[
 
 
 def quantize(model: Path, out: Path, calib: np.ndarray, fmt: str = "qdq", per_channel: bool = True,
-             float_ends: bool = False) -> dict:
+             float_ends: bool = False, method: str = "minmax") -> dict:
     """Write the int8 model to ``out``; returns the model card's ``quantization`` entry."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
+        CalibrationMethod,
         QuantFormat,
         QuantType,
         quantize_static,
@@ -66,7 +67,7 @@ def quantize(model: Path, out: Path, calib: np.ndarray, fmt: str = "qdq", per_ch
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.it = iter(range(0, len(calib), 16))
+            self.it = iter(range(0, len(calib) - 15, 16))  # whole batches (histogram calibrators need them)
 
         def get_next(self):
             i = next(self.it, None)
@@ -78,12 +79,15 @@ def quantize(model: Path, out: Path, calib: np.ndarray, fmt: str = "qdq", per_ch
         quantize_static(str(pre), str(out), Reader(),
                         quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
                         per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=exclude)
+                        nodes_to_exclude=exclude,
+                        calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                                          "percentile": CalibrationMethod.Percentile}[method])
     q = onnx.load(str(out))
     meta = json.loads({p.key: p.value for p in src.metadata_props}[METADATA_KEY])
     entry = {"kind": f"static int8 (ONNX Runtime {fmt.upper()}, U8S8, "
                      f"{'per-channel' if per_channel else 'per-tensor'} weights"
-                     f"{', first convolution and dense head in float' if float_ends else ''})",
+                     f"{', first convolution and dense head in float' if float_ends else ''}, "
+                     f"{method} calibration)",
              "calibration_crops": int(len(calib)),
              "calibrated_on": "real training face crops (mask-crops train split, scenes-kaggle train faces)",
              "float_model": meta.get("name")}
@@ -125,6 +129,8 @@ def main() -> None:
     ap.add_argument("--format", choices=["qdq", "qoperator"], default="qdq")
     ap.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--float-ends", action="store_true", help="first convolution and dense head stay float")
+    ap.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax",
+                    help="how activation ranges are set from the calibration crops")
     ap.add_argument("--all", action="store_true", help=f"every variant: {', '.join(VARIANTS)}")
     ap.add_argument("--calib", type=int, default=300, help="crops per source for calibration")
     ap.add_argument("--val", type=int, default=400, help="crops per source for the comparison")
@@ -143,7 +149,7 @@ def main() -> None:
     clf = MaskClassifier(args.model)
     margin = float(clf.info.preprocessing.get("margin", 0.05))
     xc, _, _ = crops("train", args.calib, clf.input_size, margin)
-    kinds = {v: quantize(args.model, outs[v], xc, *settings[v])["kind"] for v in outs}
+    kinds = {v: quantize(args.model, outs[v], xc, *settings[v], method=args.method)["kind"] for v in outs}
     xv, yv, _ = crops("val", args.val, clf.input_size, margin, seed=1)
     models = {"float": clf, **{v: MaskClassifier(o) for v, o in outs.items()}}
     probs = {k: np.concatenate([c.predict_batch(xv[i:i + 32].astype(np.float32)) for i in range(0, len(xv), 32)])
