@@ -7,9 +7,11 @@ import pytest
 
 from maskwatch.classify.calibration import (
     Calibration,
+    apply_class_bias,
     apply_temperature,
     calibration_from_metadata,
     choose_abstention,
+    choose_class_bias,
     expected_calibration_error,
     fit_temperature,
     nll,
@@ -73,3 +75,28 @@ def test_bundled_two_class_model_still_loads_and_classifies(model_path):
     assert p.shape == (1, len(clf.classes)) and np.allclose(p.sum(1), 1, atol=1e-4)
     res = clf.classify(crops)[0]
     assert res.label in clf.classes and isinstance(res.uncertain, bool)
+
+
+def test_class_bias_finds_more_of_a_rare_class_within_the_false_alarm_budget():
+    # with_mask, without_mask, mask_incorrect: the incorrect faces score 0.3-0.45 for their class
+    incorrect = np.array([[0.6, 0.05, 0.35], [0.55, 0.0, 0.45], [0.7, 0.0, 0.3], [0.2, 0.1, 0.7]])
+    masked = np.array([[0.9, 0.05, 0.05]] * 97 + [[0.6, 0.0, 0.4]] * 3)
+    probs, y = np.concatenate([incorrect, masked]), np.array([2] * 4 + [0] * 100)
+    res = choose_class_bias(probs, y, k=2, protect=0, max_false=0.02)
+    assert res["recall_before"] == 0.25 and res["false_before"] == 0.0
+    assert res["recall"] == 0.5 and res["false_rate"] <= 0.02 and res["bias"] > 0
+    # a looser budget buys more recall
+    assert choose_class_bias(probs, y, 2, 0, max_false=0.05)["recall"] > res["recall"]
+    assert choose_class_bias(probs[4:], y[4:], 2, 0)["bias"] == 0.0  # nothing to find: no shift
+    shifted = apply_class_bias(probs, [0, 0, res["bias"]])
+    np.testing.assert_allclose(shifted.sum(1), 1.0, atol=1e-5)
+
+
+def test_class_bias_is_read_from_the_model_file_by_class_name():
+    meta = {"classes": ["with_mask", "without_mask", "mask_incorrect"],
+            "calibration": {"temperature": 1.0, "class_bias": {"mask_incorrect": 1.0}}}
+    cal = calibration_from_metadata(meta)
+    assert cal.class_bias == (0.0, 0.0, 1.0)
+    p = cal.apply(np.array([[0.5, 0.1, 0.4]], np.float32))
+    assert p.argmax() == 2  # 0.4 * e > 0.5
+    assert calibration_from_metadata({**meta, "calibration": {"temperature": 1.0}}).class_bias is None

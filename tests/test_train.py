@@ -127,3 +127,67 @@ def test_scenes_without_split_lists_is_one_line_error(tmp_path):
     assert_one_line_error(run_cli("train", str(tmp_path), "--scenes", str(tmp_path)), "--scene-splits")
     assert_one_line_error(run_cli("train", str(tmp_path), "--scenes", str(tmp_path), "--scene-splits", str(tmp_path),
                                   "--scenes", str(tmp_path)), "2 --scenes but 1 --scene-splits")
+
+
+def _templates(shared):
+    from maskwatch.train.synth import load_templates
+
+    return load_templates(shared / "data" / "mask-templates")
+
+
+@needs_shared
+@pytest.mark.parametrize("style", ["under_nose", "on_chin"])
+def test_synthetic_incorrect_mask_leaves_the_eyes_and_nose_bare(shared, style):
+    """The synthetic face wears its mask below the nose tip (under_nose) or below the mouth (on_chin):
+    nothing above that line changes, and a good part of the lower face does."""
+    from maskwatch.io.images import decode_image
+    from maskwatch.train.synth import LandmarkFinder, wear_mask_incorrectly
+
+    templates = _templates(shared)
+    assert len(templates) == 18  # every masks.cfg section with a PNG (19 templates, one without a section)
+    image = decode_image(sorted((shared / "data" / "mask-crops" / "without_mask").glob("*.jpg"))[5])
+    lm = LandmarkFinder().find(image)
+    assert lm is not None
+    rng = np.random.default_rng(0)
+    out, info = wear_mask_incorrectly(image, lm, templates, rng, style=style)
+    assert info["style"] == style and info["template"] in {t.name for t in templates}
+    changed = np.abs(out.astype(int) - image.astype(int)).sum(axis=2) > 30
+    rows = np.nonzero(changed.any(axis=1))[0]
+    nose_y, mouth_y = lm[2, 1], lm[3:, 1].mean()
+    line = nose_y if style == "under_nose" else mouth_y
+    assert rows.min() > line, (rows.min(), line)
+    eye_dist = float(np.linalg.norm(lm[1] - lm[0]))
+    assert changed.sum() > 0.3 * eye_dist ** 2  # a mask-sized area (the image may cut off the chin)
+
+
+def test_missing_mask_templates_is_one_line_error(tmp_path, monkeypatch):
+    (tmp_path / "with_mask").mkdir()
+    (tmp_path / "without_mask").mkdir()
+    from PIL import Image
+
+    for c in ("with_mask", "without_mask"):
+        Image.new("RGB", (32, 32)).save(tmp_path / c / "a.png")
+    monkeypatch.setenv("MASKWATCH_MASK_TEMPLATES", str(tmp_path / "no templates"))
+    assert_one_line_error(run_cli("train", str(tmp_path), "--synthetic-incorrect", "5"), "mask templates not found")
+
+
+@needs_shared
+@pytest.mark.slow
+def test_train_small_input_with_synthetic_incorrect(shared, tmp_path):
+    """--input-size and --synthetic-incorrect: the model takes 96 px faces, learns a third class from
+    synthetic faces only, says so in its card, and runs in evaluate."""
+    weights = shared / "weights" / "mobilenet_v2" / "mobilenet_v2_1.0_224_from_torchvision_no_top.weights.h5"
+    runs = tmp_path / "runs"
+    proc = run_cli("train", str(shared / "data" / "mask-crops"), "--epochs", "1", "--limit-per-class", "16",
+                   "--weights", str(weights), "--project", str(runs), "--input-size", "96",
+                   "--synthetic-incorrect", "6", "--feature-views", "1", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = runs / "train" / "exp"
+    card = json.loads(run_cli("models", "info", str(run / "model.onnx")).stdout)
+    assert card["input"]["size"] == 96 and card["recipe"]["input_size"] == 96
+    assert card["classes"] == ["with_mask", "without_mask", "mask_incorrect"]
+    synth = card["data"]["synthetic"]
+    assert synth["mask_incorrect"] == 6 and "training only" in synth["used_for"]
+    ev = run_cli("evaluate", str(run / "model.onnx"), str(shared / "data" / "mask-crops"),
+                 "--split-file", str(run / "splits" / "test.txt"), "--project", str(runs))
+    assert ev.returncode == 0, ev.stderr[-2000:]

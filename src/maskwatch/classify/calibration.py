@@ -5,6 +5,9 @@
   model; the top label never changes.
 * **Expected calibration error** (ECE): the mean gap between confidence and accuracy over 15
   equal-width confidence bins, weighted by bin size.
+* **Class bias** (optional): a log-prior shift of one rare class (``mask_incorrect``), chosen on
+  validation data by :func:`choose_class_bias` as the best recall of that class at which at most a
+  set share of another class (correctly masked faces) is called it; applied after the temperature.
 * **Abstention**: a face whose calibrated top probability is below ``abstain_below`` is marked
   ``uncertain`` rather than given a confident label. :func:`choose_abstention` picks the lowest such
   threshold at which the faces that keep a label are right at least ``target`` of the time on
@@ -29,10 +32,13 @@ class Calibration:
 
     temperature: float = 1.0
     abstain_below: float | None = None
+    #: Log-prior shift per output (``None``: none): ``p_k * exp(bias_k)``, renormalised, after the
+    #: temperature. Used to make a rare class (mask_incorrect) win more often, fitted on validation data.
+    class_bias: tuple[float, ...] | None = None
 
     def apply(self, probs: np.ndarray) -> np.ndarray:
-        """Temperature-scaled probabilities (rows sum to 1)."""
-        return apply_temperature(probs, self.temperature)
+        """Temperature-scaled (and class-bias-shifted) probabilities (rows sum to 1)."""
+        return apply_class_bias(apply_temperature(probs, self.temperature), self.class_bias)
 
     def uncertain(self, probs: np.ndarray) -> np.ndarray:
         """``True`` for each row of (already calibrated) probabilities whose top value is below the threshold."""
@@ -51,6 +57,41 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     logits -= logits.max(axis=1, keepdims=True)
     e = np.exp(logits)
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def apply_class_bias(probs: np.ndarray, bias: Sequence[float] | None) -> np.ndarray:
+    """``probs * exp(bias)`` per column, rows renormalised to 1; ``None`` or all zeros return ``probs``."""
+    probs = np.asarray(probs, dtype=np.float32)
+    if bias is None or probs.size == 0 or not np.any(bias):
+        return probs
+    shifted = probs.astype(np.float64) * np.exp(np.asarray(bias, np.float64))[None, :]
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def choose_class_bias(probs: np.ndarray, y: Sequence[int], k: int, protect: int, max_false: float = 0.02,
+                      grid: Sequence[float] | None = None) -> dict[str, Any]:
+    """The log-prior shift of class ``k`` with the best recall of ``k`` at which at most ``max_false`` of
+    class ``protect`` (e.g. correctly masked faces) is called ``k`` (the smallest shift reaching that
+    recall). Returns ``bias``, ``recall``, ``false_rate`` and the unshifted ``recall_before`` / ``false_before``."""
+    probs, y = np.asarray(probs, np.float64), np.asarray(y)
+    grid = np.round(np.arange(0.0, 4.01, 0.1), 2) if grid is None else grid
+    pos, neg = y == k, y == protect
+
+    def rates(b: float) -> tuple[float, float]:
+        bias = np.zeros(probs.shape[1])
+        bias[k] = b
+        pred = apply_class_bias(probs, bias).argmax(1)
+        return (float((pred[pos] == k).mean()) if pos.any() else 0.0,
+                float((pred[neg] == k).mean()) if neg.any() else 0.0)
+
+    r0, f0 = rates(0.0)
+    best = {"bias": 0.0, "recall": r0, "false_rate": f0}
+    for b in grid:
+        r, f = rates(float(b))
+        if f <= max_false and r > best["recall"]:
+            best = {"bias": float(b), "recall": r, "false_rate": f}
+    return {**best, "recall_before": r0, "false_before": f0, "max_false": max_false,
+            "n_class": int(pos.sum()), "n_protected": int(neg.sum())}
 
 
 def nll(probs: np.ndarray, y: Sequence[int]) -> float:
@@ -113,4 +154,9 @@ def calibration_from_metadata(meta: dict[str, Any]) -> Calibration:
     cal = meta.get("calibration") or {}
     t = float(cal.get("temperature", 1.0) or 1.0)
     thr = cal.get("abstain_below")
-    return Calibration(temperature=t if t > 0 else 1.0, abstain_below=None if thr is None else float(thr))
+    bias = None
+    if cal.get("class_bias"):  # {"class name": log shift}, in the file's class order
+        classes = [str(c) for c in meta.get("classes", [])]
+        bias = tuple(float(cal["class_bias"].get(c, 0.0)) for c in classes) or None
+    return Calibration(temperature=t if t > 0 else 1.0, abstain_below=None if thr is None else float(thr),
+                       class_bias=bias)

@@ -71,7 +71,10 @@ def build_model(recipe, base_weights: str | Path | None, n_classes: int = 2):
     )
     base.trainable = False
     x = base(x, training=False)
-    x = layers.AveragePooling2D(pool_size=(7, 7), name="head_pool")(x)
+    # The whole final feature map is averaged: 7x7 at 224 px input (the article's AveragePooling2D(7)),
+    # 4x4 at 128 or 112, 3x3 at 96.
+    grid = int(base.output.shape[1])
+    x = layers.AveragePooling2D(pool_size=(grid, grid), name="head_pool")(x)
     x = layers.Flatten(name="head_flatten")(x)
     x = layers.Dense(recipe.dense_units, activation="relu", name="head_dense")(x)
     x = layers.Dropout(recipe.dropout, name="head_dropout")(x)

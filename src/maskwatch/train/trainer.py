@@ -119,6 +119,10 @@ def train(
                         "give one --scene-splits per --scenes, in the same order.")
     if not resume:
         list_class_files(Path(data_dir), classes)  # the data's layout first: the cheapest check
+    if int(recipe.extra.get("synthetic_incorrect", 0) or 0) > 0:
+        from maskwatch.train.synth import load_templates
+
+        load_templates()  # the mask templates, as cheap to check
     check_base_weights(base_weights)  # then the weights, before the audit and before any run folder exists
     if resume:
         run_dir = Path(resume)
@@ -157,14 +161,22 @@ def train(
         (run_dir / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2))
         audit_summary = report.summary()
     scene_sets: dict[str, list] = {}
+    judges_incorrect: set[str] = set()  # photos of scene datasets that label mask_incorrect at all
+    val_judged: np.ndarray | None = None
     if scenes is not None:
         from maskwatch.train.scene_crops import scene_parts
 
         for root, lists in zip(_as_list(scenes), _as_list(scene_splits), strict=True):
-            for part, ims in scene_parts(root, lists, ("train", "val")).items():
+            parts = scene_parts(root, lists, ("train", "val"))
+            labels_incorrect = any("mask_incorrect" in im.labels for ims in parts.values() for im in ims)
+            for part, ims in parts.items():
                 scene_sets.setdefault(part, []).extend(ims)
+                if labels_incorrect:
+                    judges_incorrect.update(str(im.path) for im in ims)
         present = {lab for ims in scene_sets.values() for im in ims for lab in im.labels}
         classes = DEFAULT_CLASSES + tuple(c for c in EXTRA_CLASSES if c in present)
+    if int(recipe.extra.get("synthetic_incorrect", 0) or 0) > 0 and "mask_incorrect" not in classes:
+        classes = classes + ("mask_incorrect",)
     items = {sp: load_split_file(run_dir / "splits" / f"{sp}.txt", Path(data_dir)) for sp in SPLITS}
     for sp in ("train", "val"):
         counts = Counter(label for label, _ in items[sp])
@@ -193,12 +205,20 @@ def train(
         from maskwatch.train.scene_crops import load_scene_crops
 
         for sp, ims in scene_sets.items():
-            xs, ys, _, _ = load_scene_crops(ims, classes, recipe.input_size, recipe.margin,
-                                            int(recipe.extra.get("min_scene_face", 8)), f"scene crops {sp}", progress)
+            xs, ys, _, where = load_scene_crops(ims, classes, recipe.input_size, recipe.margin,
+                                                int(recipe.extra.get("min_scene_face", 8)), f"scene crops {sp}",
+                                                progress)
+            if sp == "val":
+                val_judged = np.array([w[0] in judges_incorrect for w in where], bool)
             scene_counts[sp] = {c: int((ys == k).sum()) for k, c in enumerate(classes)}
             x, y = arrays[sp]
             arrays[sp] = (np.concatenate([x, xs]), np.concatenate([y, ys]))
         log.info("scene face crops added: %s", scene_counts)
+    synthetic: dict[str, Any] = {}
+    n_synth = int(recipe.extra.get("synthetic_incorrect", 0) or 0)
+    if n_synth > 0:
+        synthetic = _add_synthetic_incorrect(arrays, items["train"], scene_sets.get("train", []), classes, recipe,
+                                             cropper, n_synth)
     train_counts = np.bincount(arrays["train"][1], minlength=len(classes)).astype(np.float64)
     if scene_sets:
         class_weight = np.sqrt(train_counts.max() / np.maximum(train_counts, 1.0))
@@ -250,16 +270,17 @@ def train(
     calibration: dict[str, Any] = {}
     real_val: dict[str, Any] = {}
     if scene_sets:
-        calibration, real_val = _calibrate(model, arrays["val"], n_crop_rows["val"], classes, recipe, run_dir)
+        calibration, real_val = _calibrate(model, arrays["val"], n_crop_rows["val"], classes, recipe, run_dir,
+                                           val_judged)
 
     test_metrics: dict[str, Any] = {}
     if "test" in arrays:
         x, y = arrays["test"]
         probs = model.predict(x.astype(np.float32), batch_size=64, verbose=0)
         if calibration:
-            from maskwatch.classify.calibration import apply_temperature
+            from maskwatch.classify.calibration import calibration_from_metadata
 
-            probs = apply_temperature(probs, calibration["temperature"])
+            probs = calibration_from_metadata({"classes": list(classes), "calibration": calibration}).apply(probs)
         test_metrics = classification_metrics(y, probs, classes)
         write_report(test_metrics, run_dir / "test", "test split")
         wrong = np.nonzero(probs.argmax(1) != y)[0]
@@ -288,7 +309,9 @@ def train(
             "scaling": "inside the model: x / 127.5 - 1 (MobileNetV2)",
             "margin": recipe.margin,
         },
-        "architecture": f"MobileNetV2 alpha 1.0 (ImageNet, frozen) + AveragePool7 + Dense{recipe.dense_units} + "
+        "architecture": f"MobileNetV2 alpha 1.0 (ImageNet, frozen) at {recipe.input_size} px + global average pool "
+                        f"({model.get_layer('head_pool').pool_size[0]}x{model.get_layer('head_pool').pool_size[0]}) + "
+                        f"Dense{recipe.dense_units} + "
                         f"Dropout + Dense{len(classes)} softmax",
         "recipe": recipe.to_dict(),
         "data": {
@@ -299,6 +322,7 @@ def train(
             "near_duplicate_groups": audit_summary.get("n_near_duplicate_groups"),
             "identity_groups": audit_summary.get("identity_groups"),
             "unreadable": len(audit_summary.get("unreadable", [])),
+            **({"synthetic": synthetic} if synthetic else {}),
             **({"scene_crops": {"source": _joined(scenes), "split_lists": _joined(scene_splits), **scene_counts},
                 "class_weights": dict(zip(classes, np.round(class_weight, 4).tolist()))} if scene_sets else {}),
         },
@@ -307,10 +331,53 @@ def train(
         "training_seconds": round(fit_s, 1),
     }
     model_path = export_onnx(model, run_dir / "model.onnx", metadata)
-    _check_export(model, model_path, arrays.get("test", arrays["val"])[0][:8], calibration.get("temperature", 1.0))
+    _check_export(model, model_path, arrays.get("test", arrays["val"])[0][:8])
     seconds = time.perf_counter() - t0
     log.info("model: %s (%.1f MB), %.0f s in all", model_path, model_path.stat().st_size / 1e6, seconds)
     return TrainResult(run_dir, model_path, test_metrics, seconds)
+
+
+def _add_synthetic_incorrect(arrays: dict, train_items: list, scene_train: list, classes: Sequence[str], recipe,
+                             cropper, n: int) -> dict[str, Any]:
+    """Add up to ``n`` synthetic ``mask_incorrect`` crops to the training arrays (never to validation
+    or test): a mask template worn under the nose or on the chin of the *training* split's unmasked
+    faces (see :mod:`maskwatch.train.synth`), half from the scene datasets' real faces, the rest from
+    the crop dataset; each cut as its real source is cut. Returns the model card's ``synthetic`` entry."""
+    from maskwatch.preprocess import crop_face, to_model_input
+    from maskwatch.train.synth import LandmarkFinder, load_templates, synthesize_incorrect, templates_dir
+
+    t0 = time.perf_counter()
+    templates = load_templates()
+    finder = LandmarkFinder()
+    rng = np.random.default_rng(recipe.seed + 17)
+    min_face = int(recipe.extra.get("min_scene_face", 8))
+    scene_src = [(im.path, box) for im in scene_train for box, lab in zip(im.boxes, im.labels)
+                 if lab == "without_mask" and min(box[2] - box[0], box[3] - box[1]) >= min_face]
+    crop_src = [(path, None) for label, path in train_items if label == "without_mask"]
+    made_scene, sum_scene = synthesize_incorrect(scene_src, n // 2 if crop_src else n, templates, finder, rng,
+                                                 lambda img, box: crop_face(img, box, recipe.margin))
+    made_crop, sum_crop = synthesize_incorrect(crop_src, n - len(made_scene), templates, finder, rng,
+                                               lambda img, box: cropper(img)[0])
+    crops = made_scene + made_crop
+    if not crops:
+        log.warning("no synthetic mask_incorrect face could be made (no landmarks found)")
+        return {}
+    xs = np.concatenate([to_model_input(crops[i:i + 64], recipe.input_size).astype(np.uint8)
+                         for i in range(0, len(crops), 64)])
+    ys = np.full(len(xs), list(classes).index("mask_incorrect"), np.int64)
+    x, y = arrays["train"]
+    arrays["train"] = (np.concatenate([x, xs]), np.concatenate([y, ys]))
+    log.info("synthetic mask_incorrect crops: %d from scene faces, %d from the crop dataset (%.0f s)",
+             len(made_scene), len(made_crop), time.perf_counter() - t0)
+    return {
+        "mask_incorrect": len(crops),
+        "used_for": "training only (never validation, calibration or test)",
+        "method": "MaskTheFace templates (masks.cfg anchors) warped onto YuNet landmarks of real unmasked training "
+                  "faces: top edge between nose tip and mouth (under the nose) or below the mouth (on the chin)",
+        "templates": str(templates_dir()),
+        "from_scene_faces": sum_scene,
+        "from_crop_dataset": sum_crop,
+    }
 
 
 #: MobileNetV2's last block and its final 1x1 convolution: what ``finetune_epochs`` trains. The layers
@@ -417,31 +484,66 @@ def _fit_on_cached_features(model, arrays, classes, class_weight, recipe, views:
     model.save_weights(str(run_dir / "best.weights.h5"))
 
 
-def _calibrate(model, val: tuple[np.ndarray, np.ndarray], n_crop_rows: int, classes, recipe, run_dir: Path,
-               ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit the temperature on every validation crop, and the abstention threshold on the real (scene)
-    validation faces; returns the model's ``calibration`` entry and real-face validation metrics."""
+def fit_calibration(raw: np.ndarray, y: np.ndarray, n_crop_rows: int, classes: Sequence[str], extra: dict,
+                    temperature: float | None = None, judged: np.ndarray | None = None,
+                    ) -> tuple[dict[str, Any], np.ndarray]:
+    """The model card's ``calibration`` entry from validation softmax output ``raw`` (rows from
+    ``n_crop_rows`` on are real scene faces), and the calibrated probabilities.
+
+    Temperature on every validation crop (unless given); then, when there is a ``mask_incorrect``
+    output, its log-prior shift (the best recall of real incorrect faces at which at most
+    ``extra["incorrect_max_false"]`` (e.g. 0.02; default 0: no shift) of real correctly masked faces are
+    called incorrect;
+    ``judged``: one flag per real face, True where its dataset labels mask_incorrect at all, so that its
+    with_mask faces are known to be worn correctly: only those count as false alarms);
+    then the abstention threshold on the real faces (``extra["abstain_target"]``, default 97%).
+    """
     from maskwatch.classify.calibration import (
+        apply_class_bias,
         apply_temperature,
         choose_abstention,
+        choose_class_bias,
         expected_calibration_error,
         fit_temperature,
         nll,
     )
 
-    x, y = val
-    raw = model.predict(x.astype(np.float32), batch_size=64, verbose=0)
-    t = fit_temperature(raw, y)
+    t = fit_temperature(raw, y) if temperature is None else float(temperature)
     cal = apply_temperature(raw, t)
-    target = float(recipe.extra.get("abstain_target", 0.97))
     real = slice(n_crop_rows, None)
+    bias_entry: dict[str, Any] = {}
+    max_false = float(extra.get("incorrect_max_false", 0.0))  # off unless asked: it did not carry to test data
+    if "mask_incorrect" in classes and max_false > 0:
+        k, protect = list(classes).index("mask_incorrect"), list(classes).index("with_mask")
+        judged_rows = np.ones(len(y) - n_crop_rows, bool) if judged is None else np.asarray(judged, bool)
+        choice = choose_class_bias(cal[real][judged_rows], y[real][judged_rows], k, protect, max_false)
+        if choice["bias"] > 0:
+            vec = np.zeros(len(classes))
+            vec[k] = choice["bias"]
+            cal = apply_class_bias(cal, vec)
+            bias_entry = {"class_bias": {"mask_incorrect": choice["bias"]}}
+        bias_entry["class_bias_fit"] = {**choice, "fitted_on": "real validation faces of the scene datasets that "
+                                                             "label mask_incorrect"}
+    target = float(extra.get("abstain_target", 0.97))
     abst = choose_abstention(cal[real], y[real], target)
     calibration = {
-        "temperature": t, "abstain_below": abst["threshold"],
-        "fitted_on": f"validation crops ({len(y)}; abstention on the {len(y) - n_crop_rows} real scene faces)",
+        "temperature": t, "abstain_below": abst["threshold"], **bias_entry,
+        "fitted_on": f"validation crops ({len(y)}; class bias and abstention on the {len(y) - n_crop_rows} "
+                     "real scene faces)",
         "ece_before": expected_calibration_error(raw, y), "ece_after": expected_calibration_error(cal, y),
         "nll_before": nll(raw, y), "nll_after": nll(cal, y), "abstention": abst,
     }
+    return calibration, cal
+
+
+def _calibrate(model, val: tuple[np.ndarray, np.ndarray], n_crop_rows: int, classes, recipe, run_dir: Path,
+               judged: np.ndarray | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit the temperature on every validation crop, and the abstention threshold on the real (scene)
+    validation faces; returns the model's ``calibration`` entry and real-face validation metrics."""
+    x, y = val
+    raw = model.predict(x.astype(np.float32), batch_size=64, verbose=0)
+    calibration, cal = fit_calibration(raw, y, n_crop_rows, classes, recipe.extra, judged=judged)
+    real = slice(n_crop_rows, None)
     yr, pr = y[real], cal[real]
     k_with, k_without = classes.index("with_mask"), classes.index("without_mask")
     unmasked = yr == k_without
@@ -457,18 +559,19 @@ def _calibrate(model, val: tuple[np.ndarray, np.ndarray], n_crop_rows: int, clas
     }
     (run_dir / "calibration.json").write_text(json.dumps({"calibration": calibration, "val_real_faces": real_val},
                                                          indent=2))
+    t, abst = calibration["temperature"], calibration["abstention"]
     log.info("temperature %.3f: validation ECE %.4f -> %.4f; abstain below %s (real-face coverage %.3f)", t,
              calibration["ece_before"], calibration["ece_after"], abst["threshold"], abst["coverage"])
     return calibration, real_val
 
 
-def _check_export(model, model_path: Path, x: np.ndarray, temperature: float = 1.0) -> None:
-    """The ONNX file must give the Keras model's probabilities (temperature-scaled as the file says)."""
-    from maskwatch.classify.calibration import apply_temperature
+def _check_export(model, model_path: Path, x: np.ndarray) -> None:
+    """The ONNX file must give the Keras model's probabilities (calibrated as the file says)."""
     from maskwatch.classify.model import MaskClassifier
 
-    onnx_probs = MaskClassifier(model_path).predict_batch(x.astype(np.float32))
-    keras_probs = apply_temperature(model.predict(x.astype(np.float32), verbose=0), temperature)
+    clf = MaskClassifier(model_path)
+    onnx_probs = clf.predict_batch(x.astype(np.float32))
+    keras_probs = clf.calibration.apply(model.predict(x.astype(np.float32), verbose=0))
     diff = float(np.abs(onnx_probs - keras_probs).max())
     if diff > 1e-3:
         raise MaskwatchError(f"exported ONNX model differs from Keras by {diff:.2e}; export is broken")
