@@ -521,3 +521,26 @@ def test_stream_passwords_never_reach_the_dashboard():
 
     assert _redact("rtsp://admin:s3cret@10.0.0.2:554/s1") == "rtsp://admin:***@10.0.0.2:554/s1"
     assert _redact("rtsp://10.0.0.2/s1") == "rtsp://10.0.0.2/s1"
+
+
+@needs_shared
+def test_the_monitor_engine_reads_the_spec_variables(monkeypatch, model_path):
+    """watch builds its engine from the one spec: MASKWATCH_* variables apply, the site file names the detector."""
+    import os
+
+    from maskwatch.watch import load_site
+    from maskwatch.watch.monitor import Monitor
+
+    monkeypatch.setenv("MASKWATCH_MODEL", str(model_path))
+    monkeypatch.setenv("MASKWATCH_FACE_THRESHOLD", "0.7")
+    monkeypatch.setenv("MASKWATCH_RECLASSIFY_EVERY", "3")
+    old = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        site = load_site(ROOT / "examples" / "site.toml")
+    finally:
+        os.chdir(old)
+    mon = Monitor(site)  # not started
+    assert mon.engine.spec.face_threshold == 0.7 and mon.engine.spec.reclassify_every == 3
+    assert mon.engine.spec.detector == site.detector
+    assert all(cam.engine.spec == mon.engine.spec for cam in mon.cameras.values())

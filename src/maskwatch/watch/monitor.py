@@ -60,9 +60,11 @@ class Monitor:
     def __init__(self, site: SiteConfig, engine=None, db: str | None = None, command: str = "watch",
                  opener=None) -> None:
         from maskwatch.engine import MaskDetector
+        from maskwatch.spec import EngineSpec
 
         self.site = site
-        self.engine = engine if engine is not None else MaskDetector(detector=site.detector)
+        # The engine spec (defaults, then MASKWATCH_* variables), with the site file's face detector.
+        self.engine = engine if engine is not None else MaskDetector(spec=EngineSpec.from_env(), detector=site.detector)
         self.metrics = WatchMetrics()
         self.classifier = BatchingClassifier(self.engine.classifier)
         self.db = db if db is not None else site.db
