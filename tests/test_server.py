@@ -137,8 +137,9 @@ def test_docs_and_page_are_offline(client):
             a = client.get(asset)
             assert a.status_code == 200, asset
             assert not external.search(a.text), asset
-    for f in STATIC_DIR.iterdir():
-        assert not external.search(f.read_text(encoding="utf-8")), f
+    for f in STATIC_DIR.rglob("*"):
+        if f.is_file():
+            assert not external.search(f.read_text(encoding="utf-8")), f
 
 
 # ------------------------------------------------------------------------------------ /v1/detect
