@@ -517,7 +517,7 @@ def test_routes_before_any_frame_readyz_503_and_json_404s(engine):
 
 
 def test_stream_passwords_never_reach_the_dashboard():
-    from maskwatch.watch.camera import _redact
+    from maskwatch.events.backends import redact as _redact
 
     assert _redact("rtsp://admin:s3cret@10.0.0.2:554/s1") == "rtsp://admin:***@10.0.0.2:554/s1"
     assert _redact("rtsp://10.0.0.2/s1") == "rtsp://10.0.0.2/s1"

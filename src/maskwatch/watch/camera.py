@@ -18,6 +18,7 @@ from datetime import date
 import cv2
 import numpy as np
 
+from maskwatch.events.backends import redact
 from maskwatch.results import FrameResult, SourceInfo
 from maskwatch.sinks.base import Sink
 from maskwatch.track import COMPLIANT_LABELS, TrackEvent
@@ -317,7 +318,7 @@ class Camera:
             recent_alert = self.last_alert_at is not None and time.time() - self.last_alert_at < ALERT_BADGE_S
             return {
                 "name": self.name,
-                "source": self.cfg.source if self.cfg.kind != "stream" else _redact(self.cfg.source),
+                "source": self.cfg.source if self.cfg.kind != "stream" else redact(self.cfg.source),
                 "kind": self.cfg.kind,
                 "status": self.status if self.crashed is None else "failed",
                 "error": self.crashed or self.error,
@@ -336,17 +337,3 @@ class Camera:
                 "alert_active": recent_alert,
                 "has_thumbnail": self.thumbnail is not None,
             }
-
-
-def _redact(url: str) -> str:
-    """A stream URL without its password (``rtsp://user:***@host/...``)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
