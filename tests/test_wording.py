@@ -11,7 +11,7 @@ from conftest import SHARED, needs_shared, run_cli
 from maskwatch.wording import count
 
 ONE_FACE_CLIP = SHARED / "data" / "video" / "single-masked.mp4"
-WRONG = re.compile(r"\b1 (people|persons|frames|faces|alerts|inputs|images|videos|workers)\b|\(s\)")
+WRONG = re.compile(r"(?<![\d.])1 (people|persons|frames|faces|alerts|inputs|images|videos|workers)\b|\(s\)")
 
 
 @pytest.mark.parametrize("n,noun,expected", [
