@@ -140,11 +140,6 @@ class MaskDetector:
     def reclassify_stable_every(self) -> int:
         return self.spec.reclassify_stable_every
 
-    def describe(self) -> dict:
-        """The effective engine: its spec, the face backend actually used, and the classifier's card."""
-        return {"spec": self.spec.to_dict(), "face_detector": self.face_detector.name,
-                "classes": list(self.classes), "model": self.classifier.describe()}
-
     @property
     def classes(self) -> tuple[str, ...]:
         return self.classifier.classes

@@ -183,15 +183,17 @@ class FrameLoop:
 
     def end(self, summary: Any = None, error: BaseException | None = None) -> BaseException | None:
         """End the run: the current source (unless it failed), then every sink's ``finish(summary)`` or
-        ``failed(error)`` and ``close()``. Returns the first exception a sink raised."""
+        ``failed(error)`` and ``close()``. Returns the first exception raised while ending (a sink's, or
+        the last frame's own)."""
+        last_frame_error: BaseException | None = None
         if error is None:
             try:
                 self.end_source()
             except _StopRun:
                 pass
             except BaseException as exc:  # noqa: BLE001 - the sinks must still be closed
-                error = exc
-        return self.sinks.end(summary, error) or (error if error is not None and summary is None else None)
+                error = last_frame_error = exc
+        return self.sinks.end(summary, error) or last_frame_error
 
 
 def drive(loop: FrameLoop, sources, *, vid_stride: int = 1, on_error=None, stop: threading.Event | None = None,

@@ -27,7 +27,7 @@ from maskwatch.wording import count
 DEFAULT_CLASSES = ("with_mask", "without_mask", "mask_incorrect")
 
 __all__ = ["COMPLIANT_LABELS", "UNCERTAIN", "Summary", "SourceSummary", "count_keys", "count_labels", "label_key",
-           "main_label", "people_block", "summarize_results", "wilson_interval"]
+           "main_label", "people_block", "wilson_interval"]
 
 
 def count_keys(classes: Iterable[str] = DEFAULT_CLASSES) -> tuple[str, ...]:
@@ -205,12 +205,3 @@ class Summary(Sink):
 
     def videos(self) -> list[SourceSummary]:
         return [s for s in self.sources.values() if s.kind != "image"]
-
-
-def summarize_results(results: Iterable[Any], classes: Iterable[str] | None = None,
-                      min_track_frames: int = DEFAULT_SPEC.min_track_frames) -> Summary:
-    """A :class:`Summary` of finished results (e.g. one ``FrameResult`` of the HTTP API)."""
-    s = Summary(classes, min_track_frames)
-    for r in results:
-        s.write(r)
-    return s
